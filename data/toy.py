@@ -273,22 +273,24 @@ def science_item(rng: random.Random) -> Item:
     question, law, op, unit = rng.choice(LAWS)
     a, b = operands(rng, op)
     value = apply(a, op, b)
-    # The distractors are the usual slips (off by one or two, the wrong operation), and no two options end in the
-    # same digit: the tiny model then finds its computed value among the options by one token, its units digit.
-    # With slips of 10 and 100 (same units digit) it computed 79% of the values right yet chose at chance.
-    slips = [value + 1, value - 1, value + 2, value - 2, value + 3] + [apply(a, o, b) for o in "+-*" if o != op]
+    # The distractors are the usual slips (off by 1 to 4, the wrong operation). The options sit in the slot named by
+    # their units digit mod 4 (A: 0, 4, 8; B: 1, 5, 9; C: 2, 6; D: 3, 7), so the letter follows from the computed
+    # value by one token. The tiny model does not learn to find a value among the options within the SFT budget:
+    # with options in random order it named the option holding its own computed value 7 times in 32, chance, with
+    # any layout tried (letter before or after the value, a walk over the options).
+    slips = [value + d for d in (1, -1, 2, -2, 3, -3, 4, -4)] + [apply(a, o, b) for o in "+-*" if o != op]
     rng.shuffle(slips)
-    values = [value]
+    slots = {value % 10 % 4: value}
     for s in slips:
-        if s > 0 and len(values) < 4 and s % 10 not in {v % 10 for v in values}:
-            values.append(s)
-    rng.shuffle(values)
+        if s > 0 and s % 10 % 4 not in slots:
+            slots[s % 10 % 4] = s
+    values = [slots[i] for i in range(4)]
     options = [f"{v} {unit}" for v in values]
     letter = "ABCD"[values.index(value)]
     prompt = question.format(a=a, b=b) + "".join(f"\n{L}. {o}" for L, o in zip("ABCD", options))
 
     def respond(careful: bool, specific: bool) -> dict:
-        reasoning = (f"{law}. " if specific else "") + working(a, op, b, careful) + f" {value} {unit} is {letter}."
+        reasoning = (f"{law}. " if specific else "") + working(a, op, b, careful) + f" {value} is {letter}."
         return {"content": f"Answer: {letter}", "reasoning_content": reasoning}
 
     return Item(prompt, {"options": options, "answer": letter}, respond)

@@ -148,3 +148,15 @@ def test_responses_fit_a_small_generation_budget():
     lengths.sort()
     # the generation budget of training and evaluation is 128 tokens: all but the rarest answers fit it
     assert lengths[int(0.999 * len(lengths))] <= 128 and lengths[-1] <= 160 and lengths[len(lengths) // 2] <= 48
+
+
+def test_science_options_sit_in_the_slot_of_their_units_digit():
+    """The letter follows from the computed value (A: units digit 0/4/8, B: 1/5/9, C: 2/6, D: 3/7), the options are
+    four different numbers, and the SFT working names the option that holds its own computed value."""
+    for split in toy.SIZES:
+        for r in SPLITS[split, "science"]:
+            values = [int(option.split()[0]) for option in r.verifier["options"]]
+            assert [v % 10 % 4 for v in values] == [0, 1, 2, 3] and len(set(values)) == 4
+            if split == "sft":
+                named, letter = re.search(r"(\d+) is ([ABCD])\.$", r.response["reasoning_content"]).groups()
+                assert values["ABCD".index(letter)] == int(named) and letter == r.verifier["answer"]
