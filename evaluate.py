@@ -50,6 +50,7 @@ from tqdm import tqdm
 
 import rewards
 from benchmarks import BENCHMARKS, BenchmarkError, Options, load, read_templates
+from merge import label_pairs
 from model import TINY_DIR, SamplingParams, from_preset
 from rollout import NativeEngine, Sample, open_engine
 from tokenizer import Tokenizer
@@ -85,7 +86,7 @@ parser.add_argument("--out", default="results")
 def main(args):
     out = Path(args.out)
     write_atomic(out / "args.json", json.dumps(vars(args), indent=2))
-    models = pairs(args.models, "--models")
+    models = model_names(label_pairs(args.models, "--models"))
     pass_ks = [int(k) for k in args.pass_k.split(",") if k]
     if any(not 1 <= k <= args.k for k in pass_ks):
         raise SystemExit(f"--pass-k {args.pass_k}: each k must be between 1 and --k ({args.k})")
@@ -103,15 +104,12 @@ def main(args):
     print(report)
 
 
-def pairs(specs: list[str], flag: str) -> dict:
-    """["NAME=VALUE", ...] -> {NAME: VALUE}; names become directory names, so they must be plain."""
-    result = {}
-    for spec in specs:
-        name, _, value = spec.partition("=")
-        if not value or not name.replace("-", "").replace("_", "").replace(".", "").isalnum() or name in result:
-            raise SystemExit(f"{flag} {spec!r}: expected NAME=VALUE with a unique NAME of letters, digits, - _ .")
-        result[name] = value
-    return result
+def model_names(models: dict) -> dict:
+    """--models' names become directory names, so they must be plain."""
+    for name in models:
+        if not name.replace("-", "").replace("_", "").replace(".", "").isalnum():
+            raise SystemExit(f"--models {name}=...: a name is letters, digits, - _ . (it names a directory)")
+    return models
 
 
 def load_benchmarks(args) -> dict:
@@ -119,8 +117,8 @@ def load_benchmarks(args) -> dict:
     unknown = [b for b in names if b not in BENCHMARKS]
     if unknown:
         raise SystemExit(f"unknown benchmark(s) {unknown}; known: {', '.join(BENCHMARKS)}")
-    paths = pairs(args.path, "--path")
-    windows = {name: window(name, span) for name, span in pairs(args.window, "--window").items()}
+    paths = label_pairs(args.path, "--path")
+    windows = {name: window(name, span) for name, span in label_pairs(args.window, "--window").items()}
     try:
         options = Options(read_templates(args.template), args.seed, windows)
         benchmarks = {}

@@ -7,13 +7,15 @@
 It starts from the embedded SFT model data/tiny-sft (`make tiny-sft` remakes it) and runs the existing scripts as
 subprocesses, stage by stage, per seed s:
     rl-<d>/seed<s>        train_grpo.py --domains d, for d in math, code, science, if     (separate training)
-    rl-multi/seed<s>      train_grpo.py --domains math,code,science,if, same per-step batch (mixed multi-task)
+    rl-multi/seed<s>      train_grpo.py --domains math,code,science,if, same per-step batch, twice the steps
+                                                                                          (mixed multi-task)
     merge/seed<s>/<m>     merge.py of the four experts, m in average ... sce              (the paper's six merges)
-    mt-opd/seed<s>        train_grpo.py --teachers the four experts                       (multi-teacher OPD)
+    mt-opd/seed<s>        train_grpo.py --teachers the four experts, twice the prompts x 4 samples
+                                                                                          (multi-teacher OPD)
     eval/seed<s>          evaluate.py: every model on every toy benchmark, Avg@K
     analysis/seed<s>      analyze.py weights, gains and (unless --quick) kl
-then writes results/: the accuracy matrix, the merge-method comparison, the compute-cost table, the training curves
-(the paper's Fig. 2) and the analysis heatmaps. A stage whose output exists is skipped, so a rerun resumes where an
+then writes results/: the accuracy matrix, the merge-method comparison, MT-OPD against its teachers, the compute-cost
+table, the training curves (the paper's Fig. 2) and the analysis heatmaps. A stage whose output exists is skipped, so a rerun resumes where an
 interrupted one stopped; a failing stage stops the run with its command and the tail of its log.
 
 Compute cost: the CPU seconds (user + system) of each stage's process tree, from getrusage(RUSAGE_CHILDREN) around
@@ -42,7 +44,7 @@ MERGES = ("average", "task_arithmetic", "ties", "ties_dare", "ta_dare", "sce")
 BENCHMARKS = [f"toy_{d}" for d in DOMAINS]
 STAGES = ("rl", "multi", "merge", "opd", "eval", "analyze")
 # (default, --quick): the default is sized for ~1 hour on a 2-core CPU, --quick for a few minutes
-SIZES = {"steps": (60, 4), "opd_steps": (30, 2), "eval_prompts": (200, 20), "k": (4, 1), "temperature": (0.6, 0.0),
+SIZES = {"steps": (60, 4), "eval_prompts": (400, 20), "k": (2, 1), "temperature": (0.6, 0.0),
          "ranks": (2, 1), "eval_every": (10, 2), "train_eval_prompts": (100, 8)}
 
 parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -50,14 +52,18 @@ parser.add_argument("--out", default="runs/experiment")
 parser.add_argument("--quick", action="store_true", help="smoke-test sizes (see SIZES); no KL analysis")
 parser.add_argument("--seeds", type=int, default=1, help="repeats of the RL stages (and all that follows them)")
 parser.add_argument("--steps", type=int, help="GRPO steps of each single-domain run (default 60; --quick 4)")
-parser.add_argument("--multi-steps", type=float, default=1.0,
-                    help="the multi-task run's steps as a multiple of --steps, at the same per-step batch (default 1: "
-                         "the multi-task run costs about one single run, a quarter of separate training; the paper "
-                         "reports the multi-task run at 33.2%% of the GPU hours of separate training)")
-parser.add_argument("--opd-steps", type=int, help="MT-OPD steps (default 30; --quick 2)")
+# The paper's budgets (M2RL README, training-setting table): single-task runs 200 steps of 128 prompts x 16 samples,
+# the multi-task run 400 steps of the same batch, MT-OPD 200 steps of 256 prompts x 4 samples
+parser.add_argument("--multi-steps", type=float, default=2.0,
+                    help="the multi-task run's steps as a multiple of --steps, at the same per-step batch (default 2, "
+                         "the paper's 400 vs 200)")
+parser.add_argument("--opd-steps", type=int, help="MT-OPD steps, at twice the prompts and 4 samples each, as in the "
+                                                  "paper (default: --steps)")
 parser.add_argument("--prompts-per-step", type=int, default=8, help="every RL run's per-step batch, over all ranks")
-parser.add_argument("--eval-prompts", type=int, help="evaluated prompts per toy benchmark (default 200; --quick 20)")
-parser.add_argument("--k", type=int, help="samples per prompt for Avg@K (default 4; --quick 1)")
+parser.add_argument("--eval-prompts", type=int,
+                    help="evaluated prompts per toy benchmark (default 400: TOY_NOTES, 200 measure only to +-3.5 "
+                         "points; --quick 20)")
+parser.add_argument("--k", type=int, help="samples per prompt for Avg@K (default 2; --quick 1)")
 parser.add_argument("--temperature", type=float, help="evaluation sampling (default 0.6, Qwen3's; --quick 0: greedy)")
 parser.add_argument("--ranks", type=int, help="torchrun processes per RL run, one thread each (default 2; --quick 1)")
 parser.add_argument("--stages", default=",".join(STAGES), help="comma-separated subset of " + ",".join(STAGES))
@@ -68,6 +74,7 @@ def main(args):
         if getattr(args, key, None) is None:
             setattr(args, key, quick if args.quick else default)
     args.multi_steps = max(1, round(args.multi_steps * args.steps))
+    args.opd_steps = args.opd_steps or args.steps
     out = Path(args.out)
     write_atomic(out / "experiment_args.json", json.dumps(vars(args), indent=2))
     print(json.dumps(vars(args)))
@@ -100,8 +107,8 @@ def run_seed(out: Path, seed: int, stages: list[str], ledger, args):
                 "--seed", str(seed), "--out", str(merges[m])])
     if "opd" in stages:
         teachers = ",".join(f"{d}={p}" for d, p in experts.items())
-        ledger.run(f"mt-opd/{s}", opd, grpo(out / "mt-opd" / s, ",".join(DOMAINS), args.opd_steps, seed, args)
-                   + ["--teachers", teachers], args.ranks)
+        ledger.run(f"mt-opd/{s}", opd, grpo(out / "mt-opd" / s, ",".join(DOMAINS), args.opd_steps, seed, args,
+                                                   prompts=2 * args.prompts_per_step) + ["--teachers", teachers], args.ranks)
     evaluated = out / "eval" / s
     if "eval" in stages:
         ledger.run(f"eval/{s}", evaluated / "results.json", [
@@ -126,10 +133,10 @@ def run_seed(out: Path, seed: int, stages: list[str], ledger, args):
                 "--out", str(analysis)])
 
 
-def grpo(out: Path, domains: str, steps: int, seed: int, args) -> list[str]:
-    """One train_grpo.py run; every run gets the same per-step batch, so steps measure the same work."""
+def grpo(out: Path, domains: str, steps: int, seed: int, args, prompts: int | None = None) -> list[str]:
+    """One train_grpo.py run; every RL run gets the same per-step batch, so steps measure the same work."""
     return ["train_grpo.py", "--domains", domains, "--steps", str(steps), "--prompts-per-step",
-            str(args.prompts_per_step), "--eval-every", str(args.eval_every), "--eval-prompts",
+            str(prompts or args.prompts_per_step), "--eval-every", str(args.eval_every), "--eval-prompts",
             str(args.train_eval_prompts), "--seed", str(seed), "--out", str(out)]
 
 
@@ -183,6 +190,10 @@ def report(out: Path, ledger: Ledger, args):
         rows = list(matrix)
         sections.append(table(f"Avg@{args.k} (%), models x toy benchmarks", matrix, rows))
         sections.append(table("Merge methods vs mixing (%)", matrix, ["rl-multi", *MERGES, "mt-opd"]))
+        distillation = opd_recovery(out, seeds, matrix)
+        if distillation:
+            write_atomic(results / "opd.json", json.dumps(distillation, indent=2))
+            sections.append(opd_table(distillation))
     cost = compute_cost(ledger.stages, seeds)
     if cost:
         write_atomic(results / "compute.json", json.dumps(cost, indent=2))
@@ -210,15 +221,57 @@ def accuracy_matrix(per_seed: list[dict]) -> dict:
         cells["Avg."] = [sum(row) / len(row) for row in rows]
         matrix[model] = {b: {"mean": statistics.fmean(v), "std": statistics.stdev(v) if len(v) > 1 else 0.0,
                              "seeds": v} for b, v in cells.items()}
+        for b in BENCHMARKS:  # the standard error over prompts, each seed's, averaged: the noise of one evaluation
+            matrix[model][b]["stderr"] = statistics.fmean(100 * seed[model][b]["stderr"] for seed in per_seed)
     return matrix
 
 
 def table(title: str, matrix: dict, models: list[str]) -> str:
+    """mean ± std over seeds; with one seed, mean ± the standard error over prompts (Avg.: the mean alone)."""
     columns = [*BENCHMARKS, "Avg."]
-    lines = [f"| {title} | " + " | ".join(columns) + " |", "|---" * (len(columns) + 1) + "|"]
+    seeds = len(matrix[models[0]]["Avg."]["seeds"])
+    spread = "std over seeds" if seeds > 1 else "standard error over prompts"
+    lines = [f"| {title}, ± {spread} | " + " | ".join(columns) + " |", "|---" * (len(columns) + 1) + "|"]
+
+    def cell(c):
+        if seeds > 1:
+            return f"{c['mean']:.1f} ± {c['std']:.1f}"
+        return f"{c['mean']:.1f} ± {c['stderr']:.1f}" if "stderr" in c else f"{c['mean']:.1f}"
     for m in models:
-        lines.append(f"| {m} | " + " | ".join(f"{matrix[m][c]['mean']:.1f} ± {matrix[m][c]['std']:.1f}"
-                                             for c in columns) + " |")
+        lines.append(f"| {m} | " + " | ".join(cell(matrix[m][c]) for c in columns) + " |")
+    return "\n".join(lines) + "\n"
+
+
+KL_WINDOW = 5
+
+
+def opd_recovery(out: Path, seeds: list[str], matrix: dict) -> dict:
+    """Per domain, MT-OPD against its teacher (the domain's expert): the sampled reverse KL to the teacher over the
+    first and the last KL_WINDOW steps that sampled the domain (one step's few samples are noisy; mean over seeds),
+    and the share of the teacher's gain over SFT that the student recovers,
+    (opd - sft) / (teacher - sft), on the domain's own benchmark."""
+    if not all((out / "mt-opd" / s / "metrics.jsonl").exists() for s in seeds):
+        return {}
+    rows = {}
+    for d in DOMAINS:
+        _, kl = curve([out / "mt-opd" / s / "metrics.jsonl" for s in seeds], f"opd/{d}/reverse_kl")
+        sft, teacher, student = (matrix[m][f"toy_{d}"]["mean"] for m in ("sft", d, "mt-opd"))
+        first, last = kl[:KL_WINDOW], kl[-KL_WINDOW:]
+        rows[d] = {"reverse_kl_first": statistics.fmean(first) if kl else None,
+                   "reverse_kl_last": statistics.fmean(last) if kl else None,
+                   "sft": sft, "teacher": teacher,
+                   "mt-opd": student, "recovered": (student - sft) / (teacher - sft) if teacher > sft else None}
+    return rows
+
+
+def opd_table(rows: dict) -> str:
+    lines = [f"| MT-OPD per domain | reverse KL, first {KL_WINDOW} steps | last {KL_WINDOW} | SFT (%) | teacher (%) | MT-OPD (%) | "
+             "share of the teacher's gain |", "|---" * 7 + "|"]
+    for d, r in rows.items():
+        share = "n/a (teacher <= SFT)" if r["recovered"] is None else f"{100 * r['recovered']:.0f}%"
+        first, last = (f"{x:.4f}" if x is not None else "n/a" for x in (r["reverse_kl_first"], r["reverse_kl_last"]))
+        lines.append(f"| {d} | {first} | {last} | {r['sft']:.1f} | "
+                     f"{r['teacher']:.1f} | {r['mt-opd']:.1f} | {share} |")
     return "\n".join(lines) + "\n"
 
 

@@ -26,14 +26,7 @@ ROOT = Path(__file__).resolve().parents[1]
 CFG = Qwen3Config(vocab_size=64, hidden_size=32, intermediate_size=48, num_hidden_layers=2, num_attention_heads=2,
                   num_key_value_heads=1, head_dim=16, tie_word_embeddings=True)
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny tensors: OpenMP threads only fight each other (and other jobs) here."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny tensors: more threads only fight each other
 
 
 def base_state(cfg=CFG, seed=1, scale=1.0):

@@ -11,7 +11,6 @@ import math
 from pathlib import Path
 
 import pytest
-import torch
 
 import analyze
 import evaluate
@@ -21,14 +20,7 @@ from tokenizer import Tokenizer
 
 ROOT = Path(__file__).resolve().parents[1]
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models: OpenMP threads only fight each other (and other jobs) here."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny tensors: more threads only fight each other
 
 
 # -----------------------------------------------------------------------------

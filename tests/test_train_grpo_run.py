@@ -4,10 +4,8 @@ domains."""
 import importlib.util
 import json
 import os
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -29,20 +27,15 @@ def curve(out, key):
     return [json.loads(l).get(key) for l in (out / "metrics.jsonl").read_text().splitlines()]
 
 
-def test_sigkill_then_resume_continues_the_same_trajectory(tmp_path):
+def test_sigkill_then_resume_continues_the_same_trajectory(tmp_path, sigkill_when):
     args = [*SHORT, "--steps", "4", "--save-every", "2"]
     full = run([sys.executable], tmp_path / "full", *args)
     assert full.returncode == 0, full.stderr[-3000:]
     assert len(set(curve(tmp_path / "full", "reward/all/mean"))) > 1  # rewards vary: the updates are not no-ops
 
     out = tmp_path / "killed"
-    proc = subprocess.Popen([sys.executable, str(ROOT / "train_grpo.py"), "--out", str(out), *args], env=ENV,
-                            cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 300
-    while not (out / "step_0000002" / "trainer_state").exists() and time.time() < deadline and proc.poll() is None:
-        time.sleep(0.05)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
+    sigkill_when([sys.executable, str(ROOT / "train_grpo.py"), "--out", str(out), *args],
+                 out / "step_0000002" / "trainer_state", env=ENV, cwd=ROOT)
     assert (out / "step_0000002" / "trainer_state").exists()
     resumed = run([sys.executable], out, *args)
     assert resumed.returncode == 0, resumed.stderr[-3000:]

@@ -1,10 +1,8 @@
 """train_sft.py: 2 ranks (torchrun, gloo) follow the 1-process loss curve, and a SIGKILLed run resumes exactly."""
 import json
 import os
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -61,19 +59,14 @@ def test_two_ranks_follow_the_single_process_curve(small_data, tmp_path):
     assert max(abs(x - y) for x, y in zip(a, b)) <= 1e-4 * max(a)
 
 
-def test_sigkill_then_resume_gives_the_uninterrupted_losses_exactly(small_data, tmp_path):
+def test_sigkill_then_resume_gives_the_uninterrupted_losses_exactly(small_data, tmp_path, sigkill_when):
     steps = ["--epochs", "1", "--micro-rows", "2", "--save-every", "2"]
     full = run([sys.executable], tmp_path / "full", small_data, *steps)
     assert full.returncode == 0, full.stderr[-3000:]
 
     out = tmp_path / "killed"
     cmd = [sys.executable, str(ROOT / "train_sft.py"), "--data", str(small_data), "--out", str(out), *ARGS, *steps]
-    proc = subprocess.Popen(cmd, env=ENV, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 300
-    while not (out / "step_0000002" / "trainer_state").exists() and time.time() < deadline and proc.poll() is None:
-        time.sleep(0.05)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
+    sigkill_when(cmd, out / "step_0000002" / "trainer_state", env=ENV, cwd=ROOT)
     assert (out / "step_0000002" / "trainer_state").exists()
     resumed = run([sys.executable], out, small_data, *steps)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
