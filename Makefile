@@ -27,16 +27,16 @@ demo: $(VENV)/.installed
 	cat $(DEMO)/eval/table.md
 
 # The embedded SFT model, data/tiny-sft/ (committed, 13 MB): the tiny preset SFT'd for 4 epochs on the toy SFT split.
-# Remake it after changing the toy data (about 25 minutes on a 2-core CPU).
+# Remake it after changing the toy data (about 15 minutes on a quiet 2-core CPU).
 tiny-sft: $(VENV)/.installed
 	OMP_NUM_THREADS=1 $(VENV)/bin/torchrun --nproc_per_node 2 train_sft.py --epochs 4 --out runs/tiny-sft
 	rm -rf data/tiny-sft && mkdir -p data/tiny-sft
 	cd runs/tiny-sft/latest && cp config.json generation_config.json model.safetensors tokenizer.json \
 		tokenizer_config.json ../../../data/tiny-sft/
 
-# The toy M2RL study (work in progress, issue #10): from data/tiny-sft, GRPO per domain and mixed, six merges,
-# MT-OPD, every model on every toy benchmark, the analyses; tables and figures in runs/experiment/results/
-# (resumable: rerun to continue).
+# The toy M2RL study (about an hour here): from data/tiny-sft, GRPO per domain and mixed, six merges, MT-OPD, every
+# model on every toy benchmark, the analyses; tables and figures in runs/experiment/results/ (resumable: rerun to
+# continue). The README's "What the toy study shows" is its run, committed in study/.
 experiment: $(VENV)/.installed
 	$(PY) experiment.py --out runs/experiment
 

@@ -212,8 +212,9 @@ def report(out: Path, ledger: Ledger, args):
 
 
 def accuracy_matrix(per_seed: list[dict]) -> dict:
-    """{model: {benchmark | "Avg.": {mean, std, seeds}}}: Avg. of a seed is the mean over the benchmarks of that
-    seed's row, so Avg.'s mean is the mean of the row's means. std is the sample std over seeds (0 for one)."""
+    """{model: {benchmark | "Avg.": {mean, std, seeds}}}, a benchmark's also with stderr: Avg. of a seed is the mean
+    over the benchmarks of that seed's row, so Avg.'s mean is the mean of the row's means. std is the sample std over
+    seeds (0 for one)."""
     matrix = {}
     for model in per_seed[0]:
         rows = [[100 * seed[model][b]["avg"] for b in BENCHMARKS] for seed in per_seed]  # (seeds, benchmarks)
