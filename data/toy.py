@@ -29,9 +29,9 @@ so a prompt set mixes easy and hard items.
            "find x" (x+b=c, x-b=c); answers `\\boxed{n}`.
   code     a function f(x) (call-based tests) or a stdin program (stdin tests) computing x plus, times or minus
            "the sum/difference/product of a and b"; four tests each.
-  science  multiple choice, options A-D shuffled with the seed: a quantity from a formula (d=v*t, F=m*a, series
-           resistance, ...) with units; the distractors are the usual slips (off by 1 or 2, the wrong operation),
-           no two options ending in the same digit. The working ends naming the option (`225 g is D.`); answers
+  science  multiple choice A-D: a quantity from a formula (d=v*t, F=m*a, series resistance, ...) with units; the
+           distractors are the usual slips (off by 1 to 4, the wrong operation); each option sits in the slot of
+           its units digit mod 4 (science_item says why). The working ends naming the option (`225 is B.`); answers
            `Answer: X`.
   if       a note about a topic under 2 to 4 IFEval constraints (case, commas, end phrase, keyword, forbidden
            word, word count, JSON, title, quotation, postscript), with kwargs; instruction ids of rewards/ifeval.py.
