@@ -34,12 +34,11 @@ Outputs in --out: the HF checkpoint (shards + index, config.json, generation_con
 base dtype per tensor unless --dtype; tied embeddings stay tied), merge_args.json (vars(args)) and merge_report.json
 (method, parameters, seed, model-wide TIES thresholds; per tensor and over the model: the fraction of each task vector
 that entered the merge after DARE/trim/select, and the fraction of positions where those entries disagree in sign;
-SCE's per-tensor weights).
+SCE's per-tensor weights), all put in place by one rename (a report never lacks its weights, nor the reverse).
 """
 import argparse
 import json
 import math
-import os
 import tempfile
 import time
 import warnings
@@ -355,12 +354,6 @@ def demo_checkpoints(root: Path, seed: int):
     return root / "base", dirs
 
 
-def write_json(path: Path, obj):
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(obj, indent=2))
-    os.replace(tmp, path)
-
-
 def main(argv=None):
     args = parse_args(argv)
     print(json.dumps(vars(args)))
@@ -389,24 +382,24 @@ def main(argv=None):
                       models={label: str(d) for label, d in model_dirs.items()}, params=params, tensors={})
         if thresholds is not None:
             report["ties_thresholds"] = dict(zip(ckpt.labels, thresholds.tolist()))
-        save_checkpoint(args.out, merged_tensors(ckpt, weights, thresholds, args, report), ckpt.base.config,
-                        source_dir=base_dir)
 
-        # numel-weighted totals over the model, next to the per-tensor numbers
-        n = sum(ckpt.numel.values())
-        stats = report["tensors"]
-        report["kept"] = {label: sum(stats[t]["kept"][i] * ckpt.numel[t] for t in stats) / n
-                          for i, label in enumerate(ckpt.labels)}
-        report["sign_conflict"] = sum(stats[t]["sign_conflict"] * ckpt.numel[t] for t in stats) / n
-        report["seconds"] = round(time.time() - start, 2)
-        out = Path(args.out)
-        write_json(out / "merge_args.json", vars(args))
-        write_json(out / "merge_report.json", report)
+        def reports():  # the per-tensor numbers exist once every tensor is merged; they land with the weights
+            # numel-weighted totals over the model, next to the per-tensor numbers
+            n = sum(ckpt.numel.values())
+            stats = report["tensors"]
+            report["kept"] = {label: sum(stats[t]["kept"][i] * ckpt.numel[t] for t in stats) / n
+                              for i, label in enumerate(ckpt.labels)}
+            report["sign_conflict"] = sum(stats[t]["sign_conflict"] * ckpt.numel[t] for t in stats) / n
+            report["seconds"] = round(time.time() - start, 2)
+            return {"merge_args.json": json.dumps(vars(args), indent=2),
+                    "merge_report.json": json.dumps(report, indent=2)}
+        save_checkpoint(args.out, merged_tensors(ckpt, weights, thresholds, args, report), ckpt.base.config,
+                        source_dir=base_dir, extra_files=reports)
     for label, kept in report["kept"].items():
         if kept == 0:
             warnings.warn(f"--models {label}={model_dirs[label]} equals the base {base_dir}: its task vector is zero, so "
                           "it adds nothing to the merge (but still counts in an average) — is it the right checkpoint?")
-    print(f"{args.method} merge of {len(ckpt.labels)} models -> {out} in {report['seconds']} s; "
+    print(f"{args.method} merge of {len(ckpt.labels)} models -> {args.out} in {report['seconds']} s; "
           f"kept {', '.join(f'{l} {k:.3f}' for l, k in report['kept'].items())}; "
           f"sign conflicts {report['sign_conflict']:.3f}")
 

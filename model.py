@@ -360,11 +360,14 @@ def from_preset(name: str, seed: int = 0, dtype=torch.float32) -> Qwen3ForCausal
     return model.to(dtype)
 
 
-def save_checkpoint(out_dir, named_tensors, config: Qwen3Config, source_dir=None, max_shard_bytes=2 * 2**30):
+def save_checkpoint(out_dir, named_tensors, config: Qwen3Config, source_dir=None, max_shard_bytes=2 * 2**30,
+                    extra_files=None):
     """Write an HF directory that transformers and vLLM load unchanged, streaming: `named_tensors` is an iterable of
     (hf_name, tensor) consumed one at a time (a model's state dict, an FSDP full-tensor stream, a merge), and a shard
-    is flushed as soon as it fills. Tokenizer files and generation_config.json are copied from `source_dir` when given.
-    Atomic: everything is written to a temporary directory that is renamed onto out_dir at the end."""
+    is flushed as soon as it fills. Tokenizer files and generation_config.json are copied from `source_dir` when given;
+    `extra_files`, called once every tensor is written, returns {file name: text} to put beside them (a merge's
+    report, complete only then). Atomic: everything is written to a temporary directory that is renamed onto out_dir
+    at the end."""
     out_dir = Path(out_dir)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
@@ -403,6 +406,8 @@ def save_checkpoint(out_dir, named_tensors, config: Qwen3Config, source_dir=None
     for name in TOKENIZER_FILES:
         if source and (source / name).exists():
             shutil.copy(source / name, tmp / name)
+    for name, text in (extra_files() if extra_files else {}).items():
+        (tmp / name).write_text(text)
     _replace_dir(tmp, out_dir)
 
 

@@ -11,7 +11,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 transformers = pytest.importorskip("transformers")
 
 import model as m2rl_model
-from model import CheckpointReader, Qwen3Config, SamplingParams, generate, load_model, save_model
+from model import CheckpointReader, Qwen3Config, SamplingParams, generate, load_model, save_checkpoint, save_model
 
 # tied/untied, GQA ratios 1, 2 and 4, head_dim != hidden/heads (16*4 != 48), non-default rope_theta, qkv bias
 CONFIGS = {
@@ -213,6 +213,27 @@ def test_save_is_atomic_and_replaces_existing(tmp_path):
     assert not (tmp_path / "ckpt" / "stale.txt").exists()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["ckpt"]  # no temp dirs left behind
     assert CheckpointReader(tmp_path / "ckpt").config == model.config
+
+
+def test_extra_files_come_after_every_tensor_in_the_same_rename(tmp_path):
+    """A merge's report is complete only once the last tensor is merged; it must land with the weights or not at all."""
+    model = load_model_from(hf_model("tied-gqa2"))
+    consumed = []
+
+    def tensors():
+        for name, tensor in model.state_dict().items():
+            consumed.append(name)
+            yield name, tensor
+
+    def failing():
+        yield next(iter(model.state_dict().items()))
+        raise RuntimeError("the merge failed")
+
+    save_checkpoint(tmp_path / "ckpt", tensors(), model.config, extra_files=lambda: {"report.json": str(len(consumed))})
+    assert (tmp_path / "ckpt" / "report.json").read_text() == str(len(model.state_dict()))
+    with pytest.raises(RuntimeError, match="merge failed"):
+        save_checkpoint(tmp_path / "other", failing(), model.config, extra_files=lambda: {"report.json": "x"})
+    assert not (tmp_path / "other").exists()
 
 
 def test_config_reads_legacy_rope_theta_and_rejects_unsupported():
