@@ -95,6 +95,16 @@ def gather(obj) -> list:
 # rename after everything else is on disk, so its presence means the checkpoint is complete.
 
 
+def record_args(out_dir: Path, args):
+    """Rank 0 prints the run's configuration and keeps it as out_dir/args.json (a temp file renamed into place)."""
+    if dist.get_rank() == 0:
+        print(json.dumps(vars(args)))
+        out_dir.mkdir(parents=True, exist_ok=True)
+        tmp = out_dir / ".args.json.tmp"
+        tmp.write_text(json.dumps(vars(args), indent=2))
+        os.replace(tmp, out_dir / "args.json")
+
+
 def save_step(out_dir, step: int, model, optimizer, source_dir=None):
     """out_dir/step_XXXXXXX/: the HF checkpoint, then the trainer state that makes it resumable."""
     step_dir = Path(out_dir) / f"step_{step:07d}"

@@ -21,7 +21,6 @@ step per batch it equals pi (detached) and costs no extra forward pass.
 """
 import argparse
 import copy
-import json
 import math
 import os
 import time
@@ -108,10 +107,7 @@ def main(args):
     rank, world, device = m2rl_dist.init()
     torch.manual_seed(args.seed)
     out = Path(args.out)
-    if rank == 0:
-        print(json.dumps(vars(args)))
-        out.mkdir(parents=True, exist_ok=True)
-        (out / "args.json").write_text(json.dumps(vars(args), indent=2))
+    m2rl_dist.record_args(out, args)
     if args.prompts_per_step % world:
         raise SystemExit(f"--prompts-per-step {args.prompts_per_step} must be a multiple of the {world} ranks")
 

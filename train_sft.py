@@ -63,10 +63,7 @@ def main(args):
     rank, world, device = m2rl_dist.init()
     torch.manual_seed(args.seed)
     out = Path(args.out)
-    if rank == 0:
-        print(json.dumps(vars(args)))
-        out.mkdir(parents=True, exist_ok=True)
-        (out / "args.json").write_text(json.dumps(vars(args), indent=2))
+    m2rl_dist.record_args(out, args)
 
     # data: every record becomes one document of token ids and next-token targets (-100 off the assistant turns)
     tokenizer = Tokenizer.from_dir(args.model or TINY_DIR)
