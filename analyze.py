@@ -75,9 +75,9 @@ from tqdm import tqdm
 
 from benchmarks import fill
 from data.record import DOMAINS, load_records
-from evaluate import load_benchmarks, save_figure, write_atomic
+from evaluate import load_benchmarks, save_figure
 from merge import Checkpoints, label_pairs, tensor_headers
-from model import TINY_DIR, CheckpointReader, SamplingParams, from_preset, load_model, save_model
+from model import TINY_DIR, CheckpointReader, SamplingParams, from_preset, load_model, save_model, write_atomic
 from rollout import open_engine
 from tokenizer import Tokenizer, split_reasoning
 

@@ -18,7 +18,7 @@ from torch.distributed.checkpoint.state_dict import get_state_dict, set_state_di
 from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
 from torch.distributed.tensor import DTensor
 
-from model import save_checkpoint
+from model import save_checkpoint, write_atomic
 
 
 def init() -> tuple[int, int, torch.device]:
@@ -99,10 +99,7 @@ def record_args(out_dir: Path, args):
     """Rank 0 prints the run's configuration and keeps it as out_dir/args.json (a temp file renamed into place)."""
     if dist.get_rank() == 0:
         print(json.dumps(vars(args)))
-        out_dir.mkdir(parents=True, exist_ok=True)
-        tmp = out_dir / ".args.json.tmp"
-        tmp.write_text(json.dumps(vars(args), indent=2))
-        os.replace(tmp, out_dir / "args.json")
+        write_atomic(out_dir / "args.json", json.dumps(vars(args), indent=2))
 
 
 def save_step(out_dir, step: int, model, optimizer, source_dir=None):

@@ -51,7 +51,7 @@ from tqdm import tqdm
 import rewards
 from benchmarks import BENCHMARKS, BenchmarkError, Options, load, read_templates
 from merge import label_pairs
-from model import TINY_DIR, SamplingParams, from_preset
+from model import TINY_DIR, SamplingParams, from_preset, write_atomic
 from rollout import NativeEngine, Sample, open_engine
 from tokenizer import Tokenizer
 
@@ -373,13 +373,6 @@ def save_figure(fig, path: Path):
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     fig.savefig(tmp, format="png", dpi=120)
-    os.replace(tmp, path)
-
-
-def write_atomic(path: Path, text: str):
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text)
     os.replace(tmp, path)
 
 

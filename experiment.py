@@ -15,8 +15,9 @@ subprocesses, stage by stage, per seed s:
     eval/seed<s>          evaluate.py: every model on every toy benchmark, Avg@K
     analysis/seed<s>      analyze.py weights, gains and (unless --quick) kl
 then writes results/: the accuracy matrix, the merge-method comparison, MT-OPD against its teachers, the compute-cost
-table, the training curves (the paper's Fig. 2) and the analysis heatmaps. A stage whose output exists is skipped, so a rerun resumes where an
-interrupted one stopped; a failing stage stops the run with its command and the tail of its log.
+table, the training curves (the paper's Fig. 2) and the analysis heatmaps. A stage whose output exists is skipped, so
+a rerun resumes where an interrupted one stopped; a failing stage stops the run with its command and the tail of its
+log.
 
 Compute cost: the CPU seconds (user + system) of each stage's process tree, from getrusage(RUSAGE_CHILDREN) around
 it, kept in stages.json so that a resumed run still knows what skipped stages cost. The paper's headline is the
@@ -26,7 +27,6 @@ import argparse
 import json
 import os
 import resource
-import shutil
 import statistics
 import subprocess
 import sys
@@ -35,7 +35,8 @@ from pathlib import Path
 
 from matplotlib.figure import Figure
 
-from evaluate import save_figure, write_atomic
+from evaluate import save_figure
+from model import write_atomic
 
 ROOT = Path(__file__).resolve().parent
 SFT = ROOT / "data/tiny-sft"
@@ -107,8 +108,9 @@ def run_seed(out: Path, seed: int, stages: list[str], ledger, args):
                 "--seed", str(seed), "--out", str(merges[m])])
     if "opd" in stages:
         teachers = ",".join(f"{d}={p}" for d, p in experts.items())
-        ledger.run(f"mt-opd/{s}", opd, grpo(out / "mt-opd" / s, ",".join(DOMAINS), args.opd_steps, seed, args,
-                                                   prompts=2 * args.prompts_per_step) + ["--teachers", teachers], args.ranks)
+        command = grpo(out / "mt-opd" / s, ",".join(DOMAINS), args.opd_steps, seed, args,
+                       prompts=2 * args.prompts_per_step) + ["--teachers", teachers]
+        ledger.run(f"mt-opd/{s}", opd, command, args.ranks)
     evaluated = out / "eval" / s
     if "eval" in stages:
         ledger.run(f"eval/{s}", evaluated / "results.json", [
@@ -202,7 +204,7 @@ def report(out: Path, ledger: Ledger, args):
     for figure in ("weights_jaccard", "weights_cosine", "weights_density", "kl", "gains"):
         source = out / "analysis" / seeds[0] / "plots" / f"{figure}.png"  # the first seed's: one picture per analysis
         if source.exists():
-            copy_atomic(source, results / "figures" / f"{figure}.png")
+            write_atomic(results / "figures" / f"{figure}.png", source.read_bytes())
     summary = out / "analysis" / seeds[0] / "summary.md"
     if summary.exists():
         sections.append(f"## Analyses ({seeds[0]})\n\n" + summary.read_text())
@@ -257,17 +259,16 @@ def opd_recovery(out: Path, seeds: list[str], matrix: dict) -> dict:
     for d in DOMAINS:
         _, kl = curve([out / "mt-opd" / s / "metrics.jsonl" for s in seeds], f"opd/{d}/reverse_kl")
         sft, teacher, student = (matrix[m][f"toy_{d}"]["mean"] for m in ("sft", d, "mt-opd"))
-        first, last = kl[:KL_WINDOW], kl[-KL_WINDOW:]
-        rows[d] = {"reverse_kl_first": statistics.fmean(first) if kl else None,
-                   "reverse_kl_last": statistics.fmean(last) if kl else None,
-                   "sft": sft, "teacher": teacher,
-                   "mt-opd": student, "recovered": (student - sft) / (teacher - sft) if teacher > sft else None}
+        rows[d] = {"reverse_kl_first": statistics.fmean(kl[:KL_WINDOW]) if kl else None,
+                   "reverse_kl_last": statistics.fmean(kl[-KL_WINDOW:]) if kl else None,
+                   "sft": sft, "teacher": teacher, "mt-opd": student,
+                   "recovered": (student - sft) / (teacher - sft) if teacher > sft else None}
     return rows
 
 
 def opd_table(rows: dict) -> str:
-    lines = [f"| MT-OPD per domain | reverse KL, first {KL_WINDOW} steps | last {KL_WINDOW} | SFT (%) | teacher (%) | MT-OPD (%) | "
-             "share of the teacher's gain |", "|---" * 7 + "|"]
+    lines = [f"| MT-OPD per domain | reverse KL, first {KL_WINDOW} steps | last {KL_WINDOW} | SFT (%) | teacher (%) | "
+             "MT-OPD (%) | share of the teacher's gain |", "|---" * 7 + "|"]
     for d, r in rows.items():
         share = "n/a (teacher <= SFT)" if r["recovered"] is None else f"{100 * r['recovered']:.0f}%"
         first, last = (f"{x:.4f}" if x is not None else "n/a" for x in (r["reverse_kl_first"], r["reverse_kl_last"]))
@@ -340,13 +341,6 @@ def curve(files: list[Path], key: str) -> tuple[list, list]:
         series.append({r["step"]: r[key] for r in rows if key in r})
     steps = sorted(set.intersection(*(set(s) for s in series)))
     return steps, [statistics.fmean(s[step] for s in series) for step in steps]
-
-
-def copy_atomic(source: Path, target: Path):
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
-    shutil.copyfile(source, tmp)
-    os.replace(tmp, target)
 
 
 if __name__ == "__main__":

@@ -411,6 +411,14 @@ def save_checkpoint(out_dir, named_tensors, config: Qwen3Config, source_dir=None
     _replace_dir(tmp, out_dir)
 
 
+def write_atomic(path: Path, data: str | bytes):
+    """A file written whole or not at all: a temporary file in the same directory, renamed onto `path`."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_bytes(data) if isinstance(data, bytes) else tmp.write_text(data)
+    os.replace(tmp, path)
+
+
 def _write_shard(directory: Path, i: int, tensors: dict) -> Path:
     path = directory / f"shard-{i:05d}.tmp"
     save_file(tensors, path, metadata={"format": "pt"})  # transformers requires format=pt
