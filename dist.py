@@ -89,6 +89,30 @@ def gather(obj) -> list:
     return out
 
 
+def balanced(items: list, lengths: list[int]) -> list:
+    """This rank's share of every rank's `items`, dealt so that each rank gets about the same total length: longest
+    first, each to the rank with the least so far (greedy LPT, as slime's --balance-data and verl's balance_batch).
+    Only the lengths travel to everyone; each item goes once, from its rank to its new one. The deal is a function
+    of the gathered lengths, so every rank computes the same one and a resumed run deals alike."""
+    world, rank = dist.get_world_size(), dist.get_rank()
+    if world == 1:
+        return items
+    everyone = [(r, i, n) for r, rank_lengths in enumerate(gather(lengths)) for i, n in enumerate(rank_lengths)]
+    load, owner = [0] * world, {}
+    for r, i, n in sorted(everyone, key=lambda x: -x[2]):  # stable: equal lengths keep rank order
+        owner[r, i] = min(range(world), key=load.__getitem__)
+        load[owner[r, i]] += n
+    outgoing = [[] for _ in range(world)]
+    for i, item in enumerate(items):
+        outgoing[owner[rank, i]].append(item)
+    incoming = []
+    for source in range(world):  # an all-to-all of objects: one scatter per source rank
+        box = [None]
+        dist.scatter_object_list(box, outgoing if rank == source else None, src=source)
+        incoming += box[0]
+    return incoming
+
+
 # -----------------------------------------------------------------------------
 # Trainer state: step_XXXXXXX/ = an HF checkpoint + trainer_state/ (sharded model + optimizer via
 # torch.distributed.checkpoint, each rank's RNG, and state.json with the step). trainer_state/ appears by one

@@ -12,6 +12,7 @@ needs no renaming in either direction. Nothing here is distributed: FSDP2 wraps 
 import json
 import math
 import os
+import re
 import shutil
 import tempfile
 from dataclasses import MISSING, dataclass, field, fields
@@ -20,7 +21,7 @@ from pathlib import Path
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from safetensors import safe_open
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
 from kernels import apply_rope, linear_logprobs, rms_norm, swiglu
@@ -35,6 +36,11 @@ TINY_DIR = Path(__file__).resolve().parent / "data" / "tiny"  # the tiny preset'
 
 # -----------------------------------------------------------------------------
 # Config
+
+
+class CheckpointError(ValueError):
+    """A checkpoint or output directory that cannot be used as given. The message names the file (and key), so a
+    script can print it as its one line: merge.py, reading N models, must say which one is bad."""
 
 
 @dataclass
@@ -58,6 +64,8 @@ class Qwen3Config:
 
     @classmethod
     def from_hf(cls, hf: dict, source: str = "config.json") -> "Qwen3Config":
+        if not isinstance(hf, dict):
+            raise CheckpointError(f"{source}: expected a JSON object, got {type(hf).__name__}")
         if hf.get("model_type") != "qwen3":
             raise ValueError(f"{source}: model_type is {hf.get('model_type')!r}; model.py implements only 'qwen3' (dense)")
         if hf.get("use_sliding_window"):
@@ -83,7 +91,7 @@ class Qwen3Config:
         file = Path(path) / "config.json"
         if not file.exists():
             raise FileNotFoundError(f"{file}: no config.json — is {path} a Hugging Face model directory?")
-        return cls.from_hf(json.loads(file.read_text()), str(file))
+        return cls.from_hf(read_json(file), str(file))
 
     def to_hf(self) -> dict:
         hf = {k: v for k, v in vars(self).items() if k not in ("rope_theta",)}
@@ -165,9 +173,10 @@ class Attention(nn.Module):
         return self.o_proj(y.reshape(B, T, self.n_heads * self.head_dim))
 
 
-def use_flash_attn(device) -> bool:
-    """flash-attn's varlen kernel for packed training where it runs (CUDA, package installed); SDPA otherwise."""
-    return flash_attn_varlen_func is not None and device.type == "cuda"
+def use_flash_attn(x) -> bool:
+    """flash-attn's varlen kernel for packed training where it runs (CUDA, package installed, hidden states `x` in
+    bf16/fp16: its kernels take no other dtype, and our checkpoints are fp32); SDPA otherwise."""
+    return flash_attn_varlen_func is not None and x.device.type == "cuda" and x.dtype in (torch.bfloat16, torch.float16)
 
 
 def flash_attn_varlen(q, k, v, cu_seqlens):
@@ -230,14 +239,14 @@ class Qwen3ForCausalLM(nn.Module):
         if position_ids is None:
             position_ids = torch.arange(T, device=input_ids.device).expand(B, T)
         cos, sin = rope_cos_sin(position_ids, self.config.head_dim, self.config.rope_theta)
+        x = self.model.embed_tokens(input_ids)  # (B, T, hidden) in the compute dtype, which picks the attention kernel
         mask, cu_seqlens = None, None
         if caches is not None:
             mask = caches[0].attention_mask(cache_pos)
-        elif use_flash_attn(input_ids.device):
+        elif use_flash_attn(x):
             cu_seqlens = packed_cu_seqlens(position_ids)
         else:
             mask = document_causal_mask(position_ids)
-        x = self.model.embed_tokens(input_ids)
         if cu_seqlens is not None:
             x, cos, sin = x.view(1, B * T, -1), cos.view(1, B * T, -1), sin.view(1, B * T, -1)
         for i, layer in enumerate(self.model.layers):
@@ -267,6 +276,22 @@ class Qwen3ForCausalLM(nn.Module):
                     p.zero_()
                 else:
                     p.copy_(torch.randn(p.shape, generator=gen) * self.config.initializer_range)
+
+
+def recompute_activations(model: Qwen3ForCausalLM):
+    """Activation recompute (gradient checkpointing) per decoder block: only each block's input is kept for the
+    backward pass, which reruns the block's forward — about a third more compute for activations that no longer
+    grow with depth. Applied before FSDP2's fully_shard, as torchtitan does, so the recompute runs inside the
+    block's unsharded window."""
+    for block in model.model.layers:
+        block.forward = _checkpointed(block.forward)
+    return model
+
+
+def _checkpointed(forward):
+    def run(*inputs):
+        return torch.utils.checkpoint.checkpoint(forward, *inputs, use_reentrant=False)
+    return run
 
 
 def document_causal_mask(position_ids):

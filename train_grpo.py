@@ -26,6 +26,7 @@ import os
 import time
 from collections import defaultdict
 from pathlib import Path
+from typing import NamedTuple
 
 import torch
 import torch.distributed as dist
@@ -35,7 +36,7 @@ import dist as m2rl_dist
 import rewards
 from data.blend import load_blend, realise
 from data.record import DOMAINS, load_records
-from model import SamplingParams, load_model
+from model import SamplingParams, load_model, recompute_activations
 from rollout import NativeEngine, open_engine
 from tokenizer import Tokenizer
 from merge import label_pairs
@@ -89,6 +90,16 @@ parser.add_argument("--opd-reward-coef", type=float, default=0.0, help="MT-OPD: 
 parser.add_argument("--mini-batches", type=int, default=1, help="optimizer steps per pass over a rollout batch")
 parser.add_argument("--ppo-epochs", type=int, default=1, help="passes over each rollout batch")
 parser.add_argument("--micro-batch", type=int, default=16, help="sequences per forward/backward on one rank")
+parser.add_argument("--max-tokens-per-micro-batch", type=int,
+                    help="pack whole samples end to end into micro-batches of at most this many tokens (slime's "
+                         "dynamic batching: no padding, long-tailed lengths cost what they are); 0: --micro-batch "
+                         "padded sequences instead (default: 16384 for a --model, 0 for the embedded tiny model, "
+                         "whose CPU attention pays a dense mask quadratic in the packed length)")
+parser.add_argument("--balance-data", action=argparse.BooleanOptionalAction, default=True,
+                    help="deal the step's samples over ranks so each trains on about as many tokens (the paper's "
+                         "slime --balance-data)")
+parser.add_argument("--activation-checkpointing", action="store_true",
+                    help="recompute each block's activations in the backward pass (the paper's full recompute)")
 parser.add_argument("--lr", type=float, help="constant (default: the paper's 2e-6, 1e-6 with --teachers; 2e-5 for "
                                             "the embedded tiny model, as measured in shared/TOY_NOTES.md)")
 parser.add_argument("--betas", type=float, nargs=2, default=(0.9, 0.98))
@@ -104,6 +115,11 @@ def main(args):
     embedded = Path(args.model).resolve() == TINY_SFT
     args.lr = args.lr or (2e-5 if embedded else 1e-6 if args.teachers else 2e-6)  # TOY_NOTES'; the paper's (4B)
     args.n = args.n or (4 if args.teachers else 8)
+    if args.max_tokens_per_micro_batch is None:
+        args.max_tokens_per_micro_batch = 0 if embedded else 16384
+    if not embedded and not (args.data or args.blend):  # the toy prompts fit the embedded model's toy SFT only
+        raise SystemExit(f"--model {args.model}: give the RL prompts with --data FILE... or --blend FILE (the toy "
+                         f"prompts are the embedded tiny model's default only)")
     rank, world, device = m2rl_dist.init()
     torch.manual_seed(args.seed)
     out = Path(args.out)
@@ -123,15 +139,19 @@ def main(args):
         paths = args.data or [str(ROOT / f"data/toy/rl/{d}.jsonl") for d in domains]
         train_prompts = load_prompts((r for p in paths for r in load_records(p)), " ".join(paths), domains,
                                      tokenizer, args, rank)
+    if not embedded and not args.eval_data:
+        args.eval_every = 0  # no held-out prompts of its own: no in-loop evaluation (evaluate.py does the real one)
     paths = args.eval_data or [str(ROOT / f"data/toy/eval/{d}.jsonl") for d in domains]
-    eval_prompts = load_prompts((r for p in paths for r in load_records(p)), " ".join(paths), domains, tokenizer,
-                                args, rank)
+    eval_prompts = {} if not args.eval_every else load_prompts(
+        (r for p in paths for r in load_records(p)), " ".join(paths), domains, tokenizer, args, rank)
     eval_prompts = {d: p[:args.eval_prompts] for d, p in eval_prompts.items()}
     pools, quotas = step_quotas(args.mix, train_prompts, args.prompts_per_step)
 
     # model: the policy sharded with FSDP2; a frozen sharded reference only when the KL term is on
     policy = load_model(args.model, dtype=torch.float32)
     engine = open_rollout_engine(args, policy, tokenizer, device, rank)
+    if args.activation_checkpointing:  # after the engine took its copy: the engine never trains
+        recompute_activations(policy)
     model = m2rl_dist.shard(policy.to(device), bf16=device.type == "cuda")
     reference = None
     if args.kl_coef > 0:
@@ -259,13 +279,18 @@ def train_step(step, model, reference, teachers, optimizer, engine, scorer, pool
             if not (args.drop_zero_var and rewards_[i // args.n].std() == 0)
             and not (args.mask_truncated and samples[i].finish_reason == "length")]
     stats.add("train/kept_fraction", len(keep), len(samples))
+    # balance: the kept samples dealt out so every rank trains on about as many tokens (the paper's --balance-data)
+    kept = [(samples[i], records[i].domain, advantages[i].item()) for i in keep]
+    if args.balance_data:
+        kept = m2rl_dist.balanced(kept, [len(s.prompt_ids) + len(s.response_ids) for s, _, _ in kept])
+    samples, domains, advantages = [s for s, _, _ in kept], [d for _, d, _ in kept], [a for _, _, a in kept]
+    keep = list(range(len(samples)))
     on_policy = args.mini_batches == 1 and args.ppo_epochs == 1
     if teachers:
-        old, per_token = distillation_advantages(model, teachers, samples, records, keep, advantages, args, device,
-                                                 stats)
+        old, per_token = distillation_advantages(model, teachers, samples, domains, advantages, args, device, stats)
     else:
         old = None if on_policy else sequence_logprobs(model, samples, keep, args, device)
-        per_token = {i: advantages[i].expand(len(samples[i].response_ids)) for i in keep}
+        per_token = {i: torch.tensor(advantages[i]).expand(len(samples[i].response_ids)) for i in keep}
     times["logprob"], tick = time.perf_counter() - tick, time.perf_counter()
 
     # update: mini-batches of the rollout batch, each one optimizer step
@@ -286,14 +311,14 @@ def train_step(step, model, reference, teachers, optimizer, engine, scorer, pool
     return row
 
 
-def distillation_advantages(model, teachers, samples, records, keep, advantages, args, device, stats):
+def distillation_advantages(model, teachers, samples, domains, advantages, args, device, stats):
     """Multi-teacher on-policy distillation (Agarwal et al. 2024; Thinking Machines' OPD): each sample is scored by
-    the teacher of its record's domain, and its per-token advantage is log pi_teacher - log pi_student, a sampled
-    negative reverse KL, not normalised; --opd-reward-coef adds the GRPO advantage. Student and teacher score the
-    same micro-batches, so a teacher equal to the student gives advantages of exactly 0."""
+    the teacher of its domain, and its per-token advantage is log pi_teacher - log pi_student, a sampled negative
+    reverse KL, not normalised; --opd-reward-coef adds the GRPO advantage. Student and teacher score the same
+    micro-batches, so a teacher equal to the student gives advantages of exactly 0."""
     old, per_token = {}, {}
     for domain, teacher in teachers.items():  # the same order on every rank: the forwards are collectives
-        mine = [i for i in keep if records[i].domain == domain]
+        mine = [i for i in range(len(samples)) if domains[i] == domain]
         student_lp = sequence_logprobs(model, samples, mine, args, device)
         teacher_lp = sequence_logprobs(teacher, samples, mine, args, device)
         for i in mine:
@@ -310,15 +335,17 @@ def update(model, reference, optimizer, samples, chosen, advantages, old, args, 
     n_tokens = m2rl_dist.all_reduce_sum(sum(len(samples[i].response_ids) for i in chosen))
     if n_seqs == 0:  # every group of every rank dropped: nothing to learn from this batch
         return
-    for micro, n_micro, (ids, targets, index, mask, rollout_lp) in paired_micro_batches(samples, chosen, args, device):
-        logprobs, entropy = response_logprobs(model, ids, targets, index, args.temperature, with_entropy=True)
+    for micro, n_micro, batch in micro_batches(samples, chosen, args.micro_batch, args.max_tokens_per_micro_batch,
+                                               device):
+        mask, rollout_lp = batch.mask, batch.rollout_lp
+        logprobs, entropy = response_logprobs(model, batch, args.temperature, with_entropy=True)
         old_lp = logprobs.detach() if old is None or not micro else rows(old, micro, mask)
         adv = rows(advantages, micro, mask)  # zeros on an idle rank
         loss_tok, clip_active = policy_loss(logprobs, old_lp, rollout_lp, adv, args.eps_clip, args.eps_clip_high,
                                             args.tis_cap)
         if reference is not None:
             with torch.no_grad():
-                ref_lp = response_logprobs(reference, ids, targets, index, args.temperature)[0]
+                ref_lp = response_logprobs(reference, batch, args.temperature)[0]
             kl = kl_penalty(logprobs, ref_lp, args.kl_estimator)
             loss_tok = loss_tok + args.kl_coef * kl
             stats.add("train/kl", (kl.detach() * mask).sum().item(), mask.sum().item())
@@ -359,50 +386,106 @@ def sequence_logprobs(model, samples, chosen, args, device) -> dict:
     """{i: logprobs of sample i's response tokens} under `model` (the policy before this batch's updates, pi_old,
     or a teacher)."""
     out = {}
-    for micro, _, (ids, targets, index, _, _) in paired_micro_batches(samples, chosen, args, device):
-        logprobs = response_logprobs(model, ids, targets, index, args.temperature)[0]
+    for micro, _, batch in micro_batches(samples, chosen, args.micro_batch, args.max_tokens_per_micro_batch, device):
+        logprobs = response_logprobs(model, batch, args.temperature)[0]
         out.update((i, logprobs[b, :len(samples[i].response_ids)]) for b, i in enumerate(micro))
     return out
 
 
-def paired_micro_batches(samples, chosen, args, device):
-    """(micro, n_micro, padded batch) for each --micro-batch slice of the chosen samples. Every rank yields as many
-    as the busiest one, because each FSDP forward is a collective that must pair up: an idle rank yields micro = []
-    and a one-sample batch whose mask is empty, so its forward/backward adds nothing."""
-    slices = [chosen[i:i + args.micro_batch] for i in range(0, len(chosen), args.micro_batch)]
-    n_micro = int(m2rl_dist.all_reduce_max(len(slices)))
+def micro_batches(samples, chosen, micro_batch: int, max_tokens: int, device):
+    """(micro, n_micro, MicroBatch) for each micro-batch of the chosen samples (see `partition`). Every rank yields
+    as many as the busiest one, because each FSDP forward is a collective that must pair up: an idle rank yields
+    micro = [] and a one-sample batch whose mask is empty, so its forward/backward adds nothing."""
+    parts = partition([len(s.prompt_ids) + len(s.response_ids) for s in samples], chosen, micro_batch, max_tokens)
+    n_micro = int(m2rl_dist.all_reduce_max(len(parts)))
     for m in range(n_micro):
-        micro = slices[m] if m < len(slices) else []
-        ids, targets, index, mask, rollout_lp = padded(samples, micro or chosen[:1] or [0], device)
-        yield micro, n_micro, (ids, targets, index, mask if micro else torch.zeros_like(mask), rollout_lp)
+        micro = parts[m] if m < len(parts) else []
+        batch = (packed if max_tokens else padded)(samples, micro or chosen[:1] or [0], device)
+        yield micro, n_micro, batch if micro else batch._replace(mask=torch.zeros_like(batch.mask))
 
 
-def padded(samples, chosen, device):
-    """The chosen samples as one right-padded batch: ids (B, L) = prompt + response, targets (B, L) = the next token
-    on response positions and -100 elsewhere; then, over response tokens (B, R), R the longest response: where each
-    sits in the row (index), the mask (0 past a response's end) and the engine's logprobs."""
+def partition(lengths, chosen, micro_batch: int, max_tokens: int) -> list[list[int]]:
+    """The chosen samples in micro-batches: `micro_batch` sequences each (padded), or with a token budget whole
+    samples packed first-fit-decreasing so each micro-batch holds at most `max_tokens` tokens (slime's dynamic
+    batching, verl's use_dynamic_bsz); a sample longer than the budget gets one of its own."""
+    if not max_tokens:
+        return [chosen[i:i + micro_batch] for i in range(0, len(chosen), micro_batch)]
+    bins, loads = [], []
+    for i in sorted(chosen, key=lambda i: -lengths[i]):  # stable: ties keep their order, so every run packs alike
+        fits = next((b for b, load in enumerate(loads) if load + lengths[i] <= max_tokens), None)
+        if fits is None:
+            bins.append([i])
+            loads.append(lengths[i])
+        else:
+            bins[fits].append(i)
+            loads[fits] += lengths[i]
+    return bins
+
+
+class MicroBatch(NamedTuple):
+    """Token rows for the forward pass, and each sample's response tokens as one padded (B, R) view of them.
+    ids, targets (rows, L): prompt + response tokens, the next token on response positions and -100 elsewhere;
+    positions (rows, L): restarting at 0 at each packed sample, or None for one sample per row;
+    index (B, R): where response token r of sample b sits in ids.flatten(); mask (B, R): 1 on response tokens;
+    rollout_lp (B, R): the engine's logprobs of them. R is the longest response of the micro-batch."""
+    ids: torch.Tensor
+    positions: torch.Tensor | None
+    targets: torch.Tensor
+    index: torch.Tensor
+    mask: torch.Tensor
+    rollout_lp: torch.Tensor
+
+
+def padded(samples, chosen, device) -> MicroBatch:
+    """One sample per row, right-padded to the longest."""
     picked = [samples[i] for i in chosen]
     L = max(len(s.prompt_ids) + len(s.response_ids) for s in picked)
-    R = max(len(s.response_ids) for s in picked)
     ids = torch.zeros(len(picked), L, dtype=torch.long)
     targets = torch.full((len(picked), L), -100, dtype=torch.long)
-    index, mask, rollout_lp = torch.zeros(len(picked), R, dtype=torch.long), torch.zeros(len(picked), R), \
-        torch.zeros(len(picked), R)
     for b, s in enumerate(picked):
         P, n = len(s.prompt_ids), len(s.response_ids)
         ids[b, :P + n] = torch.tensor(s.prompt_ids + s.response_ids)
         targets[b, P - 1:P - 1 + n] = torch.tensor(s.response_ids)  # position t predicts token t + 1
-        index[b, :n] = torch.arange(P - 1, P - 1 + n)
+    starts = [b * L for b in range(len(picked))]
+    return _responses(picked, starts, ids, None, targets, device)
+
+
+def packed(samples, chosen, device) -> MicroBatch:
+    """The samples end to end in one row, no padding: position ids restart at 0 at each sample, which is how
+    model.py keeps attention inside a sample (a block-diagonal causal mask with SDPA, flash-attn's varlen kernel on
+    CUDA) — the same logprobs as one sample per row (tested)."""
+    picked = [samples[i] for i in chosen]
+    ids, positions, targets, starts = [], [], [], []
+    for s in picked:
+        P, n = len(s.prompt_ids), len(s.response_ids)
+        starts.append(len(ids))
+        ids += s.prompt_ids + s.response_ids
+        positions += range(P + n)
+        targets += [-100] * (P - 1) + s.response_ids + [-100]
+    as_row = lambda x: torch.tensor([x], dtype=torch.long)  # (1, L)
+    return _responses(picked, starts, as_row(ids), as_row(positions), as_row(targets), device)
+
+
+def _responses(picked, starts, ids, positions, targets, device) -> MicroBatch:
+    """The (B, R) view of each sample's response tokens, sample b starting at flat offset starts[b]."""
+    R = max(len(s.response_ids) for s in picked)
+    index, mask, rollout_lp = (torch.zeros(len(picked), R, dtype=torch.long), torch.zeros(len(picked), R),
+                               torch.zeros(len(picked), R))
+    for b, (s, start) in enumerate(zip(picked, starts)):
+        P, n = len(s.prompt_ids), len(s.response_ids)
+        index[b, :n] = torch.arange(start + P - 1, start + P - 1 + n)
         mask[b, :n] = 1
         rollout_lp[b, :n] = torch.tensor(s.logprobs)
-    return [t.to(device) for t in (ids, targets, index, mask, rollout_lp)]
+    return MicroBatch(*(t.to(device) if t is not None else None
+                        for t in (ids, positions, targets, index, mask, rollout_lp)))
 
 
-def response_logprobs(model, ids, targets, index, temperature, with_entropy=False):
+def response_logprobs(model, batch: MicroBatch, temperature, with_entropy=False):
     """Logprobs (and entropies) of the response tokens, (B, R), at the sampling temperature: the distribution the
     engine sampled from."""
-    logprobs, entropy = model.token_logprobs(ids, targets, temperature=temperature, with_entropy=with_entropy)
-    return logprobs.gather(1, index), entropy.gather(1, index) if with_entropy else None
+    logprobs, entropy = model.token_logprobs(batch.ids, batch.targets, batch.positions, temperature=temperature,
+                                             with_entropy=with_entropy)
+    return logprobs.flatten()[batch.index], entropy.flatten()[batch.index] if with_entropy else None
 
 
 # ---------------------------------------------------------------------------------------------------------------

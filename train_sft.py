@@ -22,7 +22,7 @@ from tqdm import tqdm
 import dist as m2rl_dist
 from data.blend import load_blend, realise
 from data.record import load_records
-from model import TINY_DIR, from_preset, load_model
+from model import TINY_DIR, from_preset, load_model, recompute_activations
 from tokenizer import Tokenizer
 
 ROOT = Path(__file__).resolve().parent
@@ -87,8 +87,7 @@ def main(args):
     # model: built, sharded with FSDP2, optimizer over the shards
     model = load_model(args.model, dtype=torch.float32) if args.model else from_preset(args.preset, args.seed)
     if args.activation_checkpointing:
-        for block in model.model.layers:
-            block.forward = checkpointed(block.forward)
+        recompute_activations(model)
     model = m2rl_dist.shard(model.to(device), bf16=device.type == "cuda")
     optimizer = adamw(model, args.lr, args.betas, args.weight_decay)
 
@@ -208,13 +207,6 @@ def lr_at(step, steps, args):
         return args.lr * (step + 1) / warmup
     progress = (step - warmup) / max(1, steps - warmup)
     return args.min_lr + 0.5 * (args.lr - args.min_lr) * (1 + math.cos(math.pi * progress))
-
-
-def checkpointed(forward):
-    """Recompute a block's activations in the backward pass instead of storing them (memory for compute)."""
-    def run(*inputs):
-        return torch.utils.checkpoint.checkpoint(forward, *inputs, use_reentrant=False)
-    return run
 
 
 class Metrics:

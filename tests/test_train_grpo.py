@@ -8,8 +8,8 @@ import torch
 
 from model import from_preset
 from rollout import Sample
-from train_grpo import (aggregate, group_advantages, kl_penalty, padded, policy_loss, prompts_of_step,
-                        response_logprobs, step_quotas)
+from train_grpo import (aggregate, group_advantages, kl_penalty, packed, padded, partition, policy_loss,
+                        prompts_of_step, response_logprobs, step_quotas, update)
 
 
 def test_group_advantages_by_hand():
@@ -100,20 +100,117 @@ def test_prompts_of_step_walks_seeded_epochs():
     assert first_epoch != [p for step in range(3) for p in prompts_of_step(pools, quotas, step, seed=1)]
 
 
-def test_padded_batch_gathers_each_response_like_the_sequence_alone():
+def random_samples(shapes, seed=1):
+    gen = torch.Generator().manual_seed(seed)
+    return [Sample("r", torch.randint(0, 500, (p,), generator=gen).tolist(),
+                   torch.randint(0, 500, (n,), generator=gen).tolist(),
+                   (-torch.rand(n, generator=gen)).tolist(), "", "stop") for p, n in shapes]
+
+
+@pytest.mark.parametrize("layout", [padded, packed])
+def test_batch_gathers_each_response_like_the_sequence_alone(layout):
     # reference: model.token_logprobs on each prompt + response on its own, unpadded
     model = from_preset("tiny", seed=0)
-    gen = torch.Generator().manual_seed(1)
-    samples = [Sample("r", torch.randint(0, 500, (p,), generator=gen).tolist(),
-                      torch.randint(0, 500, (n,), generator=gen).tolist(), [-0.5] * n, "", "stop")
-               for p, n in [(5, 3), (2, 7), (9, 1)]]
-    ids, targets, index, mask, rollout_lp = padded(samples, [0, 1, 2], "cpu")
+    samples = random_samples([(5, 3), (2, 7), (9, 1)])
+    batch = layout(samples, [0, 1, 2], "cpu")
     with torch.no_grad():
-        batched = response_logprobs(model, ids, targets, index, temperature=0.7)[0]
+        batched = response_logprobs(model, batch, temperature=0.7)[0]
         for b, s in enumerate(samples):
             seq = torch.tensor([s.prompt_ids + s.response_ids])
             tgt = torch.tensor([[-100] * (len(s.prompt_ids) - 1) + s.response_ids + [-100]])
             alone = model.token_logprobs(seq, tgt, temperature=0.7)[0][0, len(s.prompt_ids) - 1:-1]
-            assert torch.allclose(batched[b, :len(s.response_ids)], alone, atol=1e-5)
-            assert mask[b].sum() == len(s.response_ids)
-            assert (rollout_lp[b, :len(s.response_ids)] == -0.5).all() and (rollout_lp[b, len(s.response_ids):] == 0).all()
+            n = len(s.response_ids)
+            assert torch.allclose(batched[b, :n], alone, atol=1e-5)
+            assert batch.mask[b].sum() == n
+            assert torch.equal(batch.rollout_lp[b, :n], torch.tensor(s.logprobs)) and (batch.rollout_lp[b, n:] == 0).all()
+    if layout is packed:  # one row, no padding: every token is a real one
+        assert batch.ids.shape == (1, sum(len(s.prompt_ids) + len(s.response_ids) for s in samples))
+
+
+def test_partition_packs_whole_samples_under_the_budget():
+    lengths = [30, 5, 12, 50, 8, 20, 3]
+    parts = partition(lengths, list(range(7)), micro_batch=2, max_tokens=32)
+    assert sorted(i for p in parts for i in p) == list(range(7))  # every sample once, whole
+    assert [3] in parts  # longer than the budget: a micro-batch of its own
+    assert all(sum(lengths[i] for i in p) <= 32 for p in parts if p != [3])
+    assert parts == [[3], [0], [5, 2], [4, 1, 6]]  # first-fit decreasing by hand: 50 | 30 | 20+12 | 8+5+3
+    assert partition(lengths, list(range(7)), micro_batch=2, max_tokens=0) == [[0, 1], [2, 3], [4, 5], [6]]
+
+
+class GradientRecorder:
+    """Stands in for the optimizer: keeps the gradients update() produced."""
+
+    def __init__(self, params):
+        self.params, self.grads = list(params), None
+
+    def step(self):
+        self.grads = [p.grad.clone() for p in self.params]
+
+    def zero_grad(self, set_to_none=True):
+        for p in self.params:
+            p.grad = None
+
+
+@pytest.fixture
+def world_of_one():
+    import dist as m2rl_dist
+    import torch.distributed as dist
+    m2rl_dist.init()
+    yield
+    dist.destroy_process_group()
+
+
+@pytest.mark.parametrize("loss_agg", ["token-mean", "seq-mean-token-mean", "seq-mean-token-sum-norm"])
+def test_packed_update_equals_padded(loss_agg, world_of_one, one_thread):
+    # reference: the same update with one sample per padded row, the layout verl and TRL train with; TIS, the KL term
+    # to a reference model, entropy and clipping all on, on a long-tailed mix of lengths
+    from argparse import Namespace
+    from train_grpo import Stats
+    model, reference = from_preset("tiny", seed=0), from_preset("tiny", seed=1)
+    samples = random_samples([(6, 40), (3, 2), (9, 17), (4, 1), (12, 9), (5, 3), (2, 25)])
+    gen = torch.Generator().manual_seed(2)
+    advantages = {i: torch.randn(1, generator=gen).expand(len(s.response_ids)) for i, s in enumerate(samples)}
+    old = {i: torch.tensor(s.logprobs) + 0.3 * torch.randn(len(s.logprobs), generator=gen)
+           for i, s in enumerate(samples)}  # pi_old away from pi: some ratios leave the clip range
+    results = []
+    for max_tokens in (0, 32):
+        args = Namespace(micro_batch=3, max_tokens_per_micro_batch=max_tokens, temperature=0.8, eps_clip=0.2,
+                         eps_clip_high=0.28, tis_cap=2.0, kl_coef=0.1, kl_estimator="k3", entropy_coef=0.01,
+                         loss_agg=loss_agg, max_response_len=40, grad_clip=1e9)
+        optimizer, stats = GradientRecorder(model.parameters()), Stats()
+        update(model, reference, optimizer, samples, list(range(len(samples))), advantages, old, args, 1, "cpu",
+               stats)
+        results.append((stats.reduce(), optimizer.grads))
+    (padded_stats, padded_grads), (packed_stats, packed_grads) = results
+    assert 0 < packed_stats["train/clip_fraction"] < 1 and packed_stats["tis/capped_fraction"] > 0
+    assert packed_stats["train/loss"] == pytest.approx(padded_stats["train/loss"], abs=1e-6)
+    assert packed_stats["train/kl"] == pytest.approx(padded_stats["train/kl"], abs=1e-6)
+    for a, b in zip(packed_grads, padded_grads):
+        assert torch.allclose(a, b, atol=1e-6, rtol=1e-5)
+
+
+def _deal(rank, world, port, lengths, out):
+    import os
+    import torch.distributed as dist
+    import dist as m2rl_dist
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    dist.init_process_group("gloo", rank=rank, world_size=world)
+    mine = [(rank, i) for i in range(len(lengths[rank]))]  # items name where they came from
+    out[rank] = m2rl_dist.balanced(mine, lengths[rank])
+    dist.destroy_process_group()
+
+
+def test_balanced_deals_every_sample_once_longest_first():
+    # reference: greedy longest-processing-time by hand. Rank 0 generated the long tail (100, 60, 10), rank 1 short
+    # ones (30, 20, 5); dealt longest first to the lighter rank (ties to the lower rank): 100 -> 0, 60 -> 1,
+    # 30 -> 1, 20 -> 1 (loads 100 / 110), 10 -> 0, 5 -> 0 (ends 115 / 110, from 170 / 55 before)
+    import socket
+    import torch.multiprocessing as mp
+    lengths = [[100, 60, 10], [30, 20, 5]]
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    out = mp.Manager().dict()
+    mp.spawn(_deal, args=(2, port, lengths, out), nprocs=2)
+    assert sorted(out[0]) == [(0, 0), (0, 2), (1, 2)]
+    assert sorted(out[1]) == [(0, 1), (1, 0), (1, 1)]
