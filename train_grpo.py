@@ -20,7 +20,6 @@ and l_t is averaged over the batch by --loss-agg. pi_old is the policy that gene
 step per batch it equals pi (detached) and costs no extra forward pass.
 """
 import argparse
-import copy
 import math
 import os
 import time
@@ -36,7 +35,7 @@ import dist as m2rl_dist
 import rewards
 from data.blend import load_blend, realise
 from data.record import DOMAINS, load_records
-from model import SamplingParams, load_model, recompute_activations
+from model import DTYPES, Qwen3Config, Qwen3ForCausalLM, SamplingParams, load_model
 from rollout import NativeEngine, open_engine
 from tokenizer import Tokenizer
 from merge import label_pairs
@@ -105,9 +104,21 @@ parser.add_argument("--lr", type=float, help="constant (default: the paper's 2e-
 parser.add_argument("--betas", type=float, nargs=2, default=(0.9, 0.98))
 parser.add_argument("--weight-decay", type=float, default=0.1)
 parser.add_argument("--grad-clip", type=float, default=1.0)
-parser.add_argument("--save-every", type=int, default=0, help="steps between resumable checkpoints (0: only the end)")
+parser.add_argument("--save-every", type=int,
+                    help="steps between resumable checkpoints (0: only the end; default: 50 for a --model, 0 for the "
+                         "embedded tiny model). 50 is a quarter of the paper's 200-step runs: a step of 128 prompts x "
+                         "16 responses of up to 32k tokens takes minutes, so a crash costs at most hours, and four "
+                         "saves of a 4B trainer state (~50 GB each) cost minutes")
+parser.add_argument("--save-dtype", default="auto", choices=("auto", "float32", "bfloat16"),
+                    help="dtype of the saved HF weights (auto: the --model checkpoint's, e.g. bf16 for a Hugging Face "
+                         "Qwen3); the trainer state keeps the fp32 master weights whatever this says")
+parser.add_argument("--keep-last", type=int, default=2,
+                    help="resumable trainer states kept: the newest N (0: all); older steps keep their HF weights")
 parser.add_argument("--reward-workers", type=int, help="scoring processes per rank (default: cores / ranks)")
 parser.add_argument("--seed", type=int, default=0)
+parser.add_argument("--dry-run", action="store_true",
+                    help="validate every flag and open every input, then print the plan (steps, tokens, per-rank "
+                         "memory for WORLD_SIZE ranks) and exit, touching no GPU and writing nothing")
 
 
 def main(args):
@@ -115,15 +126,14 @@ def main(args):
     embedded = Path(args.model).resolve() == TINY_SFT
     args.lr = args.lr or (2e-5 if embedded else 1e-6 if args.teachers else 2e-6)  # TOY_NOTES'; the paper's (4B)
     args.n = args.n or (4 if args.teachers else 8)
+    args.save_every = args.save_every if args.save_every is not None else 0 if embedded else 50
     if args.max_tokens_per_micro_batch is None:
         args.max_tokens_per_micro_batch = 0 if embedded else 16384
     if not embedded and not (args.data or args.blend):  # the toy prompts fit the embedded model's toy SFT only
         raise SystemExit(f"--model {args.model}: give the RL prompts with --data FILE... or --blend FILE (the toy "
                          f"prompts are the embedded tiny model's default only)")
-    rank, world, device = m2rl_dist.init()
-    torch.manual_seed(args.seed)
-    out = Path(args.out)
-    m2rl_dist.record_args(out, args)
+    # torchrun's rank and world, read before the process group starts so that --dry-run needs none
+    rank, world = int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
     if args.prompts_per_step % world:
         raise SystemExit(f"--prompts-per-step {args.prompts_per_step} must be a multiple of the {world} ranks")
 
@@ -133,8 +143,6 @@ def main(args):
     if args.blend:
         realised = realise(load_blend(args.blend))
         train_prompts = load_prompts(realised.records(), args.blend, domains, tokenizer, args, rank)
-        if rank == 0:
-            realised.save(out)  # blend.md + blend.json: what this run drew its prompts from
     else:
         paths = args.data or [str(ROOT / f"data/toy/rl/{d}.jsonl") for d in domains]
         train_prompts = load_prompts((r for p in paths for r in load_records(p)), " ".join(paths), domains,
@@ -146,18 +154,26 @@ def main(args):
         (r for p in paths for r in load_records(p)), " ".join(paths), domains, tokenizer, args, rank)
     eval_prompts = {d: p[:args.eval_prompts] for d, p in eval_prompts.items()}
     pools, quotas = step_quotas(args.mix, train_prompts, args.prompts_per_step)
+    teacher_dirs = check_teachers(args.teachers, domains, Qwen3Config.from_dir(args.model)) if args.teachers else {}
+    if args.dry_run:
+        print(plan(args, train_prompts, world))
+        return
 
-    # model: the policy sharded with FSDP2; a frozen sharded reference only when the KL term is on
-    policy = load_model(args.model, dtype=torch.float32)
-    engine = open_rollout_engine(args, policy, tokenizer, device, rank)
-    if args.activation_checkpointing:  # after the engine took its copy: the engine never trains
-        recompute_activations(policy)
-    model = m2rl_dist.shard(policy.to(device), bf16=device.type == "cuda")
-    reference = None
-    if args.kl_coef > 0:
-        reference = load_model(args.model, dtype=torch.float32).to(device).requires_grad_(False)
-        reference = m2rl_dist.shard(reference, bf16=device.type == "cuda")
-    teachers = load_teachers(args.teachers, domains, policy.config, device) if args.teachers else {}
+    rank, world, device = m2rl_dist.init()
+    torch.manual_seed(args.seed)
+    out = Path(args.out)
+    m2rl_dist.record_args(out, args)
+    if args.blend and rank == 0:
+        realised.save(out)  # blend.md + blend.json: what this run drew its prompts from
+
+    # model: the policy sharded with FSDP2, each rank loading only its shard; a frozen sharded reference only when
+    # the KL term is on
+    engine = open_rollout_engine(args, tokenizer, device, rank)
+    bf16 = device.type == "cuda"
+    model = m2rl_dist.load_sharded(args.model, device, bf16, recompute=args.activation_checkpointing)
+    reference = m2rl_dist.load_sharded(args.model, device, bf16, frozen=True) if args.kl_coef > 0 else None
+    teachers = load_teachers(teacher_dirs, device)
+    save_dtype = DTYPES.get(model.config.dtype if args.save_dtype == "auto" else args.save_dtype, torch.float32)
     optimizer = adamw(model, args.lr, args.betas, args.weight_decay)
 
     start = 0
@@ -184,7 +200,8 @@ def main(args):
             metrics.log(row)
             progress.set_postfix(reward=f"{row['reward/all/mean']:.3f}", loss=f"{row['train/loss']:.4f}")
         if (args.save_every and (step + 1) % args.save_every == 0) or step + 1 == args.steps:
-            m2rl_dist.save_step(out, step + 1, model, optimizer, source_dir=args.model)
+            m2rl_dist.save_step(out, step + 1, model, optimizer, source_dir=args.model, dtype=save_dtype,
+                                keep_last=args.keep_last)
     m2rl_dist.link_latest(out, args.steps)
     scorer.close()
     engine.close()  # a vLLM engine leaves with the process group it joined
@@ -192,6 +209,31 @@ def main(args):
         print(f"done: {out / 'latest'} (HF checkpoint), metrics in {out / 'metrics.jsonl'}")
     if dist.is_initialized():
         dist.destroy_process_group()
+
+
+def plan(args, train_prompts, world) -> str:
+    """--dry-run's report: the run's size, and the per-rank memory it needs by memory.py's arithmetic. The model is
+    built on the meta device (shapes, no storage) to count its parameters."""
+    config = Qwen3Config.from_dir(args.model)
+    with torch.device("meta"):
+        n_params = sum(p.numel() for p in Qwen3ForCausalLM(config).parameters())
+    prompt_lens = sorted(len(ids) for pool in train_prompts.values() for _, ids in pool)
+    samples = args.prompts_per_step * args.n
+    longest = prompt_lens[-1] + args.max_response_len  # one sample at its budget
+    budget = args.max_tokens_per_micro_batch or args.micro_batch * longest
+    lines = [
+        f"plan: {args.steps} steps x {args.prompts_per_step} prompts x {args.n} samples = {samples} samples a step "
+        f"over {world} ranks ({samples // world} each)",
+        f"data: {sum(map(len, train_prompts.values()))} prompts ({', '.join(f'{d} {len(p)}' for d, p in train_prompts.items())}), "
+        f"prompt tokens median {prompt_lens[len(prompt_lens) // 2]}, max {prompt_lens[-1]}; responses <= "
+        f"{args.max_response_len} tokens",
+        f"tokens a step: <= {samples * longest:,} ({samples * longest // world:,} a rank); micro-batches of "
+        + (f"<= {budget:,} packed tokens" if args.max_tokens_per_micro_batch else
+           f"{args.micro_batch} padded sequences (<= {budget:,} tokens)"),
+        f"model: {args.model}, {n_params / 1e9:.3f}B parameters, {config.num_hidden_layers} layers, vocab "
+        f"{config.vocab_size}; engine {args.engine}; {1 + bool(args.kl_coef) + len(args.teachers.split(',')) if args.teachers else 1 + bool(args.kl_coef)} model(s) sharded",
+    ]
+    return "\n".join(lines)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -553,28 +595,35 @@ def prompts_of_step(pools, quotas, step, seed) -> list:
 # Rollouts and evaluation
 
 
-def load_teachers(spec: str, domains, config, device) -> dict:
-    """{domain: frozen FSDP2-sharded teacher}, in --domains order (every rank runs them in the same order)."""
+def check_teachers(spec: str, domains, config) -> dict:
+    """{domain: teacher directory} for --teachers, one per domain of --domains, each with the student's vocabulary
+    (distillation compares logprobs of the same tokens); read from the configs alone."""
     dirs = label_pairs(spec.split(","), "--teachers")
     missing, extra = [d for d in domains if d not in dirs], [d for d in dirs if d not in domains]
     if missing or extra:
         raise SystemExit(f"--teachers {spec!r}: give exactly one teacher per domain of --domains {','.join(domains)} "
                          f"(missing {missing}, not in --domains {extra})")
-    teachers = {}
     for domain in domains:
-        teacher = load_model(dirs[domain], dtype=torch.float32)
-        if teacher.config.vocab_size != config.vocab_size:
-            raise SystemExit(f"teacher {dirs[domain]}: vocab_size {teacher.config.vocab_size} != the student's "
-                             f"{config.vocab_size}; distillation compares logprobs of the same tokens")
-        teachers[domain] = m2rl_dist.shard(teacher.to(device).requires_grad_(False), bf16=device.type == "cuda")
-    return teachers
+        vocab = Qwen3Config.from_dir(dirs[domain]).vocab_size
+        if vocab != config.vocab_size:
+            raise SystemExit(f"teacher {dirs[domain]}: vocab_size {vocab} != the student's {config.vocab_size}; "
+                             f"distillation compares logprobs of the same tokens")
+    return {d: dirs[d] for d in domains}
 
 
-def open_rollout_engine(args, policy, tokenizer, device, rank):
-    """This rank's engine, colocated with its trainer shard. The native one runs on a private full copy of the
-    policy (a sharded model cannot generate: each forward is a collective, and ranks stop at different lengths)."""
+def load_teachers(dirs: dict, device) -> dict:
+    """{domain: frozen FSDP2-sharded teacher}, in --domains order (every rank runs them in the same order)."""
+    return {domain: m2rl_dist.load_sharded(path, device, device.type == "cuda", frozen=True)
+            for domain, path in dirs.items()}
+
+
+def open_rollout_engine(args, tokenizer, device, rank):
+    """This rank's engine, colocated with its trainer shard. The native one runs on a private full fp32 copy of the
+    policy that it loads from --model itself, as vLLM does: the engine's memory, not the trainer's (a sharded model
+    cannot generate: each forward is a collective, and ranks stop at different lengths)."""
     if args.engine == "native":
-        return NativeEngine(copy.deepcopy(policy).to(device), tokenizer, batch_size=args.prompts_per_step * args.n)
+        return NativeEngine(load_model(args.model, device, torch.float32), tokenizer,
+                            batch_size=args.prompts_per_step * args.n)
     # vLLM computes in the trainer's precision (bf16 on GPU, fp32 here), so TIS corrects only what remains
     return open_engine(args.model, args.engine, batch_size=args.prompts_per_step * args.n, seed=args.seed + rank,
                        max_model_len=args.max_prompt_len + args.max_response_len,
