@@ -22,6 +22,7 @@ step per batch it equals pi (detached) and costs no extra forward pass.
 import argparse
 import math
 import os
+import resource
 import time
 from collections import defaultdict
 from pathlib import Path
@@ -33,6 +34,8 @@ from tqdm import tqdm
 
 import dist as m2rl_dist
 import rewards
+from cli import (existing_file, model_dir, non_negative_float, non_negative_int, positive_float, positive_int,
+                 probability)
 from data.blend import load_blend, realise
 from data.record import DOMAINS, load_records
 from model import DTYPES, Qwen3Config, Qwen3ForCausalLM, SamplingParams, load_model
@@ -45,51 +48,61 @@ ROOT = Path(__file__).resolve().parent
 TINY_SFT = ROOT / "data/tiny-sft"
 LOSS_AGGREGATIONS = ("seq-mean-token-mean", "token-mean", "seq-mean-token-sum-norm")
 parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-parser.add_argument("--model", help="HF checkpoint to start from, usually an SFT one (default: data/tiny-sft, the tiny "
-                                    "preset SFT'd on the toy data)")
+parser.add_argument("--model", type=model_dir, help="HF checkpoint to start from, usually an SFT one (default: "
+                                                    "data/tiny-sft, the tiny preset SFT'd on the toy data)")
 parser.add_argument("--domains", default="math,code,science,if", help="comma-separated, from " + ",".join(DOMAINS))
 data_args = parser.add_mutually_exclusive_group()
-data_args.add_argument("--data", nargs="+", help="RL record JSONL files (default: the toy RL split of each domain); "
-                                                 "records of other domains are skipped")
-data_args.add_argument("--blend", help="a blend file (data/blend.py) drawing the RL records from local sources")
+data_args.add_argument("--data", nargs="+", type=existing_file,
+                       help="RL record JSONL files (default: the toy RL split of each domain); records of other "
+                            "domains are skipped")
+data_args.add_argument("--blend", type=existing_file,
+                       help="a blend file (data/blend.py) drawing the RL records from local sources")
 parser.add_argument("--mix", help="domain proportions per step, e.g. math=3,code=1 (default: the concatenation of "
                                   "the domains' data, as the paper - each domain in proportion to its size)")
-parser.add_argument("--eval-data", nargs="+", help="held-out records (default: the toy eval split of each domain)")
-parser.add_argument("--eval-prompts", type=int, default=100, help="per domain")
-parser.add_argument("--eval-every", type=int, default=10, help="steps between greedy evaluations (0: never)")
+parser.add_argument("--eval-data", nargs="+", type=existing_file,
+                    help="held-out records (default: the toy eval split of each domain)")
+parser.add_argument("--eval-prompts", type=positive_int, default=100, help="per domain")
+parser.add_argument("--eval-every", type=non_negative_int, default=10,
+                    help="steps between greedy evaluations (0: never)")
 parser.add_argument("--out", default="runs/grpo")
 parser.add_argument("--engine", default="native", choices=("native", "vllm", "auto"))
-parser.add_argument("--steps", type=int, default=100)
-parser.add_argument("--prompts-per-step", type=int, default=8, help="over all ranks")
-parser.add_argument("--n", type=int, help="samples per prompt, the group (default: 8; 4 with --teachers, the paper's)")
-parser.add_argument("--max-prompt-len", type=int, default=1024, help="longer prompts are dropped at load, counted")
-parser.add_argument("--max-response-len", type=int, default=128, help="generation budget; longer is truncated")
+parser.add_argument("--steps", type=positive_int, default=100)
+parser.add_argument("--prompts-per-step", type=positive_int, default=8, help="over all ranks")
+parser.add_argument("--group-size", type=positive_int,
+                    help="samples per prompt, the group (default: 8; 4 with --teachers, the paper's)")
+parser.add_argument("--max-prompt-len", type=positive_int, default=1024,
+                    help="longer prompts are dropped at load, counted")
+parser.add_argument("--max-response-len", type=positive_int, default=128,
+                    help="generation budget; longer is truncated")
 parser.add_argument("--mask-truncated", action="store_true",
                     help="no loss on truncated samples (DAPO's overlong filtering); default: trained on, as scored")
-parser.add_argument("--temperature", type=float, default=1.0)
-parser.add_argument("--top-p", type=float, default=1.0)
-parser.add_argument("--top-k", type=int, default=0)
+parser.add_argument("--temperature", type=positive_float, default=1.0)
+parser.add_argument("--top-p", type=probability, default=1.0)
+parser.add_argument("--top-k", type=non_negative_int, default=0)
 parser.add_argument("--no-thinking", action="store_true", help="prompt in non-thinking mode (empty think block)")
 parser.add_argument("--think-gate", action="store_true", help="score 0 when the response never closes </think>")
 # the loss; defaults are the paper's (M2RL, verl)
 parser.add_argument("--no-std", action="store_true", help="advantage r - mean, not divided by std (Dr.GRPO)")
 parser.add_argument("--drop-zero-var", action="store_true", help="skip groups whose rewards are all equal (DAPO)")
-parser.add_argument("--eps-clip", type=float, default=0.2)
-parser.add_argument("--eps-clip-high", type=float, default=0.28)
+parser.add_argument("--eps-clip", type=non_negative_float, default=0.2)
+parser.add_argument("--eps-clip-high", type=non_negative_float, default=0.28)
 parser.add_argument("--loss-agg", default="seq-mean-token-mean", choices=LOSS_AGGREGATIONS)
-parser.add_argument("--kl-coef", type=float, default=0.0)
+parser.add_argument("--kl-coef", type=non_negative_float, default=0.0)
 parser.add_argument("--kl-estimator", default="k3", choices=("k1", "k2", "k3"))
-parser.add_argument("--tis-cap", type=float, default=2.0, help="truncated importance sampling cap (0: off)")
+parser.add_argument("--tis-cap", type=non_negative_float, default=2.0,
+                    help="truncated importance sampling cap (0: off)")
 parser.add_argument("--entropy-coef", type=float, default=0.0)
 # multi-teacher on-policy distillation (MT-OPD): the same loop with teachers' logprobs as the advantage
 parser.add_argument("--teachers", help="domain=DIR,... one frozen teacher per domain of --domains (e.g. the "
                                        "single-domain RL checkpoints); turns the loop into MT-OPD")
 parser.add_argument("--opd-reward-coef", type=float, default=0.0, help="MT-OPD: weight of the GRPO reward advantage "
                                                                        "added to the distillation one (0: none)")
-parser.add_argument("--mini-batches", type=int, default=1, help="optimizer steps per pass over a rollout batch")
-parser.add_argument("--ppo-epochs", type=int, default=1, help="passes over each rollout batch")
-parser.add_argument("--micro-batch", type=int, default=16, help="sequences per forward/backward on one rank")
-parser.add_argument("--max-tokens-per-micro-batch", type=int,
+parser.add_argument("--mini-batches", type=positive_int, default=1,
+                    help="optimizer steps per pass over a rollout batch")
+parser.add_argument("--ppo-epochs", type=positive_int, default=1, help="passes over each rollout batch")
+parser.add_argument("--micro-batch", type=positive_int, default=16,
+                    help="sequences per forward/backward on one rank")
+parser.add_argument("--max-tokens-per-micro-batch", type=non_negative_int,
                     help="pack whole samples end to end into micro-batches of at most this many tokens (slime's "
                          "dynamic batching: no padding, long-tailed lengths cost what they are); 0: --micro-batch "
                          "padded sequences instead (default: 16384 for a --model, 0 for the embedded tiny model, "
@@ -99,12 +112,13 @@ parser.add_argument("--balance-data", action=argparse.BooleanOptionalAction, def
                          "slime --balance-data)")
 parser.add_argument("--activation-checkpointing", action="store_true",
                     help="recompute each block's activations in the backward pass (the paper's full recompute)")
-parser.add_argument("--lr", type=float, help="constant (default: the paper's 2e-6, 1e-6 with --teachers; 2e-5 for "
-                                            "the embedded tiny model, as measured in shared/TOY_NOTES.md)")
+parser.add_argument("--lr", type=non_negative_float,
+                    help="constant (default: the paper's 2e-6, 1e-6 with --teachers; 2e-5 for the embedded tiny "
+                         "model, as measured in shared/TOY_NOTES.md)")
 parser.add_argument("--betas", type=float, nargs=2, default=(0.9, 0.98))
-parser.add_argument("--weight-decay", type=float, default=0.1)
-parser.add_argument("--grad-clip", type=float, default=1.0)
-parser.add_argument("--save-every", type=int,
+parser.add_argument("--weight-decay", type=non_negative_float, default=0.1)
+parser.add_argument("--grad-clip", type=positive_float, default=1.0)
+parser.add_argument("--save-every", type=non_negative_int,
                     help="steps between resumable checkpoints (0: only the end; default: 50 for a --model, 0 for the "
                          "embedded tiny model). 50 is a quarter of the paper's 200-step runs: a step of 128 prompts x "
                          "16 responses of up to 32k tokens takes minutes, so a crash costs at most hours, and four "
@@ -112,9 +126,9 @@ parser.add_argument("--save-every", type=int,
 parser.add_argument("--save-dtype", default="auto", choices=("auto", "float32", "bfloat16"),
                     help="dtype of the saved HF weights (auto: the --model checkpoint's, e.g. bf16 for a Hugging Face "
                          "Qwen3); the trainer state keeps the fp32 master weights whatever this says")
-parser.add_argument("--keep-last", type=int, default=2,
+parser.add_argument("--keep-last", type=non_negative_int, default=2,
                     help="resumable trainer states kept: the newest N (0: all); older steps keep their HF weights")
-parser.add_argument("--reward-workers", type=int, help="scoring processes per rank (default: cores / ranks)")
+parser.add_argument("--reward-workers", type=positive_int, help="scoring processes per rank (default: cores / ranks)")
 parser.add_argument("--seed", type=int, default=0)
 parser.add_argument("--dry-run", action="store_true",
                     help="validate every flag and open every input, then print the plan (steps, tokens, per-rank "
@@ -124,8 +138,10 @@ parser.add_argument("--dry-run", action="store_true",
 def main(args):
     args.model = args.model or str(TINY_SFT)
     embedded = Path(args.model).resolve() == TINY_SFT
-    args.lr = args.lr or (2e-5 if embedded else 1e-6 if args.teachers else 2e-6)  # TOY_NOTES'; the paper's (4B)
-    args.n = args.n or (4 if args.teachers else 8)
+    if args.lr is None:  # TOY_NOTES'; the paper's (4B)
+        args.lr = 2e-5 if embedded else 1e-6 if args.teachers else 2e-6
+    if args.group_size is None:
+        args.group_size = 4 if args.teachers else 8
     args.save_every = args.save_every if args.save_every is not None else 0 if embedded else 50
     if args.max_tokens_per_micro_batch is None:
         args.max_tokens_per_micro_batch = 0 if embedded else 16384
@@ -162,6 +178,16 @@ def main(args):
     rank, world, device = m2rl_dist.init()
     torch.manual_seed(args.seed)
     out = Path(args.out)
+    m2rl_dist.lock(out)
+    done = m2rl_dist.steps_done(out)
+    if done > args.steps:
+        raise SystemExit(f"--steps {args.steps}: {out} already holds step {done}; ask for more steps to continue that "
+                         f"run, or give a new --out")
+    if done == args.steps:  # a finished run started again: its latest checkpoint and args.json stay as they are
+        if rank == 0:
+            print(f"{out} is already at step {done} of --steps {args.steps}: nothing to do")
+        dist.destroy_process_group()
+        return
     m2rl_dist.record_args(out, args)
     if args.blend and rank == 0:
         realised.save(out)  # blend.md + blend.json: what this run drew its prompts from
@@ -218,12 +244,12 @@ def plan(args, train_prompts, world) -> str:
     with torch.device("meta"):
         n_params = sum(p.numel() for p in Qwen3ForCausalLM(config).parameters())
     prompt_lens = sorted(len(ids) for pool in train_prompts.values() for _, ids in pool)
-    samples = args.prompts_per_step * args.n
+    samples = args.prompts_per_step * args.group_size
     longest = prompt_lens[-1] + args.max_response_len  # one sample at its budget
     budget = args.max_tokens_per_micro_batch or args.micro_batch * longest
     lines = [
-        f"plan: {args.steps} steps x {args.prompts_per_step} prompts x {args.n} samples = {samples} samples a step "
-        f"over {world} ranks ({samples // world} each)",
+        f"plan: {args.steps} steps x {args.prompts_per_step} prompts x {args.group_size} samples = {samples} samples a "
+        f"step over {world} ranks ({samples // world} each)",
         f"data: {sum(map(len, train_prompts.values()))} prompts ({', '.join(f'{d} {len(p)}' for d, p in train_prompts.items())}), "
         f"prompt tokens median {prompt_lens[len(prompt_lens) // 2]}, max {prompt_lens[-1]}; responses <= "
         f"{args.max_response_len} tokens",
@@ -301,12 +327,13 @@ def train_step(step, model, reference, teachers, optimizer, engine, scorer, pool
     # generate: this rank's share of the step's prompts, n samples each
     batch = prompts_of_step(pools, quotas, step, args.seed)[rank::world]
     seed = (args.seed * 100_003 + step) * world + rank  # a function of the step: resumed runs sample the same
-    samples = engine.generate([(record.id, ids) for record, ids in batch], args.n, sampling(args, tokenizer, seed))
+    samples = engine.generate([(record.id, ids) for record, ids in batch], args.group_size,
+                              sampling(args, tokenizer, seed))
     engine.sleep(level=2)  # on GPU, free the engine's weights and KV cache for training: the sync below reloads them
     times["generate"], tick = time.perf_counter() - tick, time.perf_counter()
 
     # reward
-    records = [record for record, _ in batch for _ in range(args.n)]
+    records = [record for record, _ in batch for _ in range(args.group_size)]
     scores = scorer.score(records, [s.text for s in samples], think_gate=args.think_gate)
     for s, score in zip(samples, scores):
         s.reward, s.info = score.reward, score.info
@@ -315,10 +342,10 @@ def train_step(step, model, reference, teachers, optimizer, engine, scorer, pool
 
     # advantages, one per response token; groups whose samples all scored alike teach GRPO nothing (dropped when
     # asked), as do truncated samples under --mask-truncated
-    rewards_ = torch.tensor([s.reward for s in samples], dtype=torch.float32).view(len(batch), args.n)
+    rewards_ = torch.tensor([s.reward for s in samples], dtype=torch.float32).view(len(batch), args.group_size)
     advantages = group_advantages(rewards_, scale_by_std=not args.no_std).flatten()
     keep = [i for i in range(len(samples))
-            if not (args.drop_zero_var and rewards_[i // args.n].std() == 0)
+            if not (args.drop_zero_var and rewards_[i // args.group_size].std() == 0)
             and not (args.mask_truncated and samples[i].finish_reason == "length")]
     stats.add("train/kept_fraction", len(keep), len(samples))
     # balance: the kept samples dealt out so every rank trains on about as many tokens (the paper's --balance-data)
@@ -347,6 +374,10 @@ def train_step(step, model, reference, teachers, optimizer, engine, scorer, pool
     engine.wake_up(["kv_cache"])
     times["sync"] = time.perf_counter() - tick
 
+    # memory high-water marks, the largest over ranks: the process's resident peak (host), and on GPU the allocator's
+    stats.maximum("memory/peak_rss_gib", resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20)  # Linux: kB
+    if device.type == "cuda":
+        stats.maximum("memory/peak_allocated_gib", torch.cuda.max_memory_allocated(device) / 2**30)
     row = stats.reduce()
     row.update({f"time/{k}_s": v for k, v in times.items()})
     row["rollout/tokens_per_s"] = row.pop("rollout/tokens") / max(times["generate"], 1e-9)
@@ -405,6 +436,8 @@ def update(model, reference, optimizer, samples, chosen, advantages, old, args, 
         stats.add("tis/capped_fraction", (tis > args.tis_cap).sum().item() if args.tis_cap else 0, tokens)
         stats.maximum("tis/ratio_max", tis.max().item() if tokens else 0.0)
         stats.add("train/engine_logprob_abs_diff", (old_lp - rollout_lp).abs()[mask.bool()].sum().item(), tokens)
+        real = sum(len(samples[i].prompt_ids) + len(samples[i].response_ids) for i in micro)
+        stats.add("train/padding_fraction", batch.ids.numel() - real if micro else 0, batch.ids.numel() if micro else 0)
     grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), args.grad_clip)
     grad_norm = grad_norm.full_tensor() if hasattr(grad_norm, "full_tensor") else grad_norm
     if not math.isfinite(grad_norm.item()):
@@ -623,10 +656,10 @@ def open_rollout_engine(args, tokenizer, device, rank):
     cannot generate: each forward is a collective, and ranks stop at different lengths)."""
     if args.engine == "native":
         return NativeEngine(load_model(args.model, device, torch.float32), tokenizer,
-                            batch_size=args.prompts_per_step * args.n)
+                            batch_size=args.prompts_per_step * args.group_size)
     # vLLM computes in the trainer's precision (bf16 on GPU, fp32 here), so TIS corrects only what remains
-    return open_engine(args.model, args.engine, batch_size=args.prompts_per_step * args.n, seed=args.seed + rank,
-                       max_model_len=args.max_prompt_len + args.max_response_len,
+    return open_engine(args.model, args.engine, batch_size=args.prompts_per_step * args.group_size,
+                       seed=args.seed + rank, max_model_len=args.max_prompt_len + args.max_response_len,
                        dtype="bfloat16" if device.type == "cuda" else "float32")
 
 
