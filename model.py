@@ -14,7 +14,8 @@ import math
 import os
 import re
 import shutil
-import tempfile
+import socket
+import uuid
 from dataclasses import MISSING, dataclass, field, fields
 from pathlib import Path
 
@@ -67,13 +68,16 @@ class Qwen3Config:
         if not isinstance(hf, dict):
             raise CheckpointError(f"{source}: expected a JSON object, got {type(hf).__name__}")
         if hf.get("model_type") != "qwen3":
-            raise ValueError(f"{source}: model_type is {hf.get('model_type')!r}; model.py implements only 'qwen3' (dense)")
+            raise CheckpointError(f"{source}: model_type is {hf.get('model_type')!r}; model.py implements only 'qwen3' "
+                                  f"(dense)")
         if hf.get("use_sliding_window"):
-            raise ValueError(f"{source}: use_sliding_window=true is not supported (no released Qwen3 dense model uses it)")
+            raise CheckpointError(f"{source}: use_sliding_window=true is not supported (no released Qwen3 dense model "
+                                  f"uses it)")
         # transformers >= 5 writes rope_parameters = {"rope_type", "rope_theta"}; older files carry rope_theta (+ rope_scaling)
         rope = hf.get("rope_parameters") or hf.get("rope_scaling") or {}
         if rope.get("rope_type", rope.get("type", "default")) != "default":
-            raise ValueError(f"{source}: rope type {rope.get('rope_type', rope.get('type'))!r} is not supported, only 'default'")
+            raise CheckpointError(f"{source}: rope type {rope.get('rope_type', rope.get('type'))!r} is not supported, "
+                                  f"only 'default'")
         theta = rope.get("rope_theta", hf.get("rope_theta", cls.rope_theta))
         known = {f.name for f in fields(cls)}
         kwargs = {k: v for k, v in hf.items() if k in known}
@@ -83,14 +87,18 @@ class Qwen3Config:
         kwargs["dtype"] = str(hf.get("dtype") or hf.get("torch_dtype") or "float32")
         missing = [f.name for f in fields(cls) if f.name not in kwargs and f.default is MISSING]
         if missing:
-            raise ValueError(f"{source}: missing key(s) {missing}")
+            raise CheckpointError(f"{source}: missing key(s) {missing}")
+        sizes = [f.name for f in fields(cls) if f.default is MISSING]  # the shapes: a wrong one fails later, unnamed
+        bad = [f"{k} = {kwargs[k]!r}" for k in sizes if type(kwargs[k]) is not int or kwargs[k] <= 0]
+        if bad:
+            raise CheckpointError(f"{source}: {', '.join(bad)}; expected a positive integer")
         return cls(**kwargs)
 
     @classmethod
     def from_dir(cls, path) -> "Qwen3Config":
         file = Path(path) / "config.json"
         if not file.exists():
-            raise FileNotFoundError(f"{file}: no config.json — is {path} a Hugging Face model directory?")
+            raise CheckpointError(f"{file}: no config.json — is {path} a Hugging Face model directory?")
         return cls.from_hf(read_json(file), str(file))
 
     def to_hf(self) -> dict:
@@ -265,17 +273,21 @@ class Qwen3ForCausalLM(nn.Module):
         shape = targets.shape
         return logprobs.view(shape), (entropy.view(shape) if entropy is not None else None)
 
-    def init_weights(self, seed: int = 0):
-        """Random init as HF's Qwen3PreTrainedModel: N(0, initializer_range) for linears/embedding, ones for norms."""
+    def init_weights(self, seed: int = 0, local_rows=None):
+        """Random init as HF's Qwen3PreTrainedModel: N(0, initializer_range) for linears/embedding, ones for norms.
+        `local_rows` as in fill_weights: a sharded model draws each full tensor in turn, the same numbers on any
+        number of ranks, and keeps its rows."""
         gen = torch.Generator().manual_seed(seed)
         for name, p in self.named_parameters():
+            part, first = local_rows(p) if local_rows else (p, 0)
             with torch.no_grad():
                 if name.endswith("norm.weight"):
-                    p.fill_(1.0)
+                    part.fill_(1.0)
                 elif name.endswith(".bias"):
-                    p.zero_()
+                    part.zero_()
                 else:
-                    p.copy_(torch.randn(p.shape, generator=gen) * self.config.initializer_range)
+                    full = torch.randn(p.shape, generator=gen) * self.config.initializer_range
+                    part.copy_(full[first:first + len(part)])
 
 
 def recompute_activations(model: Qwen3ForCausalLM):
@@ -319,6 +331,13 @@ TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_ma
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
+def read_json(file: Path):
+    try:
+        return json.loads(file.read_text())
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise CheckpointError(f"{file}: not valid JSON ({e})") from None
+
+
 class CheckpointReader:
     """Reads one tensor at a time from an HF directory (single file or shards + index): nothing is loaded until asked."""
 
@@ -327,24 +346,43 @@ class CheckpointReader:
         self.config = Qwen3Config.from_dir(self.path)
         index = self.path / INDEX_NAME
         if index.exists():
-            self.file_of = {k: self.path / f for k, f in json.loads(index.read_text())["weight_map"].items()}
+            weight_map = read_json(index)
+            if not isinstance(weight_map, dict) or not isinstance(weight_map.get("weight_map"), dict):
+                raise CheckpointError(f"{index}: no 'weight_map' object (tensor name -> shard file)")
+            self.file_of = {k: self.path / f for k, f in weight_map["weight_map"].items()}
         elif (self.path / WEIGHTS_NAME).exists():
-            with safe_open(self.path / WEIGHTS_NAME, "pt") as f:
+            with self.open(self.path / WEIGHTS_NAME) as f:
                 self.file_of = {k: self.path / WEIGHTS_NAME for k in f.keys()}
         else:
-            raise FileNotFoundError(f"{self.path}: neither {WEIGHTS_NAME} nor {INDEX_NAME} found")
+            raise CheckpointError(f"{self.path}: neither {WEIGHTS_NAME} nor {INDEX_NAME} found")
         for file in set(self.file_of.values()):
             if not file.exists():
-                raise FileNotFoundError(f"{file}: weight file named in {index} is missing")
+                raise CheckpointError(f"{file}: weight file named in {index} is missing")
 
     def names(self) -> list[str]:
         return list(self.file_of)
 
-    def get(self, name: str, device="cpu") -> torch.Tensor:
+    @staticmethod
+    def open(file: Path, device="cpu"):
+        """safe_open, naming the file when it is not a safetensors file (garbage, or cut short by a full disk)."""
+        try:
+            return safe_open(file, "pt", device=str(device))
+        except (SafetensorError, OSError) as e:
+            raise CheckpointError(f"{file}: not a readable safetensors file ({e})") from None
+
+    def get(self, name: str, device="cpu", rows: slice = slice(None)) -> torch.Tensor:
+        """The tensor, or only `rows` of its dim 0: safetensors then reads just those bytes."""
+        with self.open(self._file(name), device) as f:
+            return f.get_slice(name)[rows]
+
+    def shape(self, name: str) -> tuple[int, ...]:
+        with self.open(self._file(name)) as f:
+            return tuple(f.get_slice(name).get_shape())
+
+    def _file(self, name: str) -> Path:
         if name not in self.file_of:
-            raise KeyError(f"{self.path}: tensor {name!r} not found in the checkpoint")
-        with safe_open(self.file_of[name], "pt", device=str(device)) as f:
-            return f.get_tensor(name)
+            raise CheckpointError(f"{self.path}: tensor {name!r} not found in the checkpoint")
+        return self.file_of[name]
 
 
 def load_model(path, device="cpu", dtype=None) -> Qwen3ForCausalLM:
@@ -359,49 +397,76 @@ def load_model(path, device="cpu", dtype=None) -> Qwen3ForCausalLM:
     if cfg.tie_word_embeddings:  # to_empty re-allocates parameters one by one: restore the tie
         model.lm_head.weight = model.model.embed_tokens.weight
     model.to(dtype)
-    params = dict(model.named_parameters())  # a tied head appears once, as model.embed_tokens.weight
-    for name in reader.names():
-        if name == "lm_head.weight" and cfg.tie_word_embeddings:
-            continue  # some exporters store the tied head too; it is the embedding by definition
-        if name not in params:
-            raise KeyError(f"{reader.file_of[name]}: unexpected tensor {name!r} (not a Qwen3 dense parameter)")
-        tensor = reader.get(name, device)
-        if tensor.shape != params[name].shape:
-            raise ValueError(f"{reader.file_of[name]}: tensor {name!r} has shape {tuple(tensor.shape)}, "
-                             f"config.json implies {tuple(params[name].shape)}")
-        with torch.no_grad():
-            params[name].copy_(tensor)
-    missing = sorted(set(params) - set(reader.names()))
-    if missing:
-        raise KeyError(f"{path}: checkpoint lacks tensor(s) {missing[:5]}{' ...' if len(missing) > 5 else ''}")
+    fill_weights(model, reader)
     return model
 
 
-def from_preset(name: str, seed: int = 0, dtype=torch.float32) -> Qwen3ForCausalLM:
+def fill_weights(model: Qwen3ForCausalLM, reader: CheckpointReader, local_rows=None):
+    """Copy the checkpoint into the model's parameters one tensor at a time, checking names and shapes against the
+    config. `local_rows(param) -> (part, first row)` names the part of each parameter this process holds, rows
+    [first, first + len(part)) of dim 0 of the full tensor, and only those rows are read (a trainer's FSDP shard:
+    dist.load_sharded); default: the whole parameter."""
+    tied = reader.config.tie_word_embeddings
+    params = dict(model.named_parameters())  # a tied head appears once, as model.embed_tokens.weight
+    for name in reader.names():
+        if name == "lm_head.weight" and tied:
+            continue  # some exporters store the tied head too; it is the embedding by definition
+        if name not in params:
+            raise CheckpointError(f"{reader.file_of[name]}: unexpected tensor {name!r} (not a Qwen3 dense parameter)")
+        if reader.shape(name) != tuple(params[name].shape):
+            raise CheckpointError(f"{reader.file_of[name]}: tensor {name!r} has shape {reader.shape(name)}, "
+                             f"config.json implies {tuple(params[name].shape)}")
+        part, first = local_rows(params[name]) if local_rows else (params[name], 0)
+        with torch.no_grad():
+            part.copy_(reader.get(name, part.device, slice(first, first + len(part))))
+    missing = sorted(set(params) - set(reader.names()))
+    if missing:
+        raise CheckpointError(f"{reader.path}: checkpoint lacks tensor(s) {missing[:5]}"
+                              f"{' ...' if len(missing) > 5 else ''}")
+
+
+def preset_config(name: str) -> Qwen3Config:
     if name not in PRESETS:
         raise ValueError(f"unknown preset {name!r}; choose one of {list(PRESETS)}")
-    model = Qwen3ForCausalLM(Qwen3Config(**PRESETS[name]))
+    return Qwen3Config(**PRESETS[name])
+
+
+def from_preset(name: str, seed: int = 0, dtype=torch.float32) -> Qwen3ForCausalLM:
+    model = Qwen3ForCausalLM(preset_config(name))
     model.init_weights(seed)
     return model.to(dtype)
 
 
 def save_checkpoint(out_dir, named_tensors, config: Qwen3Config, source_dir=None, max_shard_bytes=2 * 2**30,
-                    extra_files=None):
+                    extra_files=None, dtype=None):
     """Write an HF directory that transformers and vLLM load unchanged, streaming: `named_tensors` is an iterable of
     (hf_name, tensor) consumed one at a time (a model's state dict, an FSDP full-tensor stream, a merge), and a shard
     is flushed as soon as it fills. Tokenizer files and generation_config.json are copied from `source_dir` when given;
     `extra_files`, called once every tensor is written, returns {file name: text} to put beside them (a merge's
-    report, complete only then). Atomic: everything is written to a temporary directory that is renamed onto out_dir
-    at the end."""
-    out_dir = Path(out_dir)
+    report, complete only then). `dtype`: the weights' dtype in the files (default: each tensor's own). Atomic:
+    everything is written to a temporary directory that is renamed onto out_dir at the end, replacing it whole: a
+    script checks first, with check_out_dir, that out_dir is its own earlier output. A failed save removes its
+    temporary directory; a killed one leaves it to the next save beside it (remove_stale_temps)."""
+    out_dir = Path(out_dir).absolute()  # `--out .` has no name to put a temporary beside
     out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
-    shard, shard_bytes, shards, weight_map, dtype = {}, 0, [], {}, None
+    remove_stale_temps(out_dir.parent)
+    tmp = _temp_path(out_dir, uuid.uuid4().hex[:8])
+    tmp.mkdir()  # mode from the umask, as every file in it (mkdtemp would make it 0700: unreadable by others)
+    try:
+        _write_hf(tmp, named_tensors, config, source_dir, max_shard_bytes, extra_files, dtype)
+        _replace_dir(tmp, out_dir)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def _write_hf(tmp: Path, named_tensors, config: Qwen3Config, source_dir, max_shard_bytes, extra_files, dtype):
+    shard, shard_bytes, shards, weight_map, saved_dtype = {}, 0, [], {}, None
     for name, tensor in named_tensors:
         if name == "lm_head.weight" and config.tie_word_embeddings:
             continue  # tied: transformers writes only the embedding, and so do we
-        tensor = tensor.detach().to("cpu").contiguous()
-        dtype = dtype or tensor.dtype
+        tensor = tensor.detach().to("cpu", dtype or tensor.dtype).contiguous()
+        saved_dtype = saved_dtype or tensor.dtype
         nbytes = tensor.numel() * tensor.element_size()
         if shard and shard_bytes + nbytes > max_shard_bytes:
             shards.append(_write_shard(tmp, len(shards), shard))
@@ -419,47 +484,94 @@ def save_checkpoint(out_dir, named_tensors, config: Qwen3Config, source_dir=None
         index = {"metadata": {"total_size": total_size}, "weight_map": {k: names[i] for k, i in weight_map.items()}}
         (tmp / INDEX_NAME).write_text(json.dumps(index, indent=2))
     hf = config.to_hf()
-    hf["dtype"] = str(dtype).removeprefix("torch.")
+    hf["dtype"] = str(saved_dtype).removeprefix("torch.")
     (tmp / "config.json").write_text(json.dumps(hf, indent=2))
     source = Path(source_dir) if source_dir else None
     if source and (source / "generation_config.json").exists():
-        shutil.copy(source / "generation_config.json", tmp / "generation_config.json")
+        shutil.copyfile(source / "generation_config.json", tmp / "generation_config.json")
     else:  # Qwen3's published thinking-mode sampling defaults
         gen = {"bos_token_id": config.bos_token_id, "eos_token_id": config.eos_token_id, "do_sample": True,
                "temperature": 0.6, "top_p": 0.95, "top_k": 20}
         (tmp / "generation_config.json").write_text(json.dumps(gen, indent=2))
     for name in TOKENIZER_FILES:
         if source and (source / name).exists():
-            shutil.copy(source / name, tmp / name)
+            shutil.copyfile(source / name, tmp / name)  # not copy(): the mode comes from the umask
     for name, text in (extra_files() if extra_files else {}).items():
         (tmp / name).write_text(text)
-    _replace_dir(tmp, out_dir)
 
 
 def write_atomic(path: Path, data: str | bytes):
     """A file written whole or not at all: a temporary file in the same directory, renamed onto `path`."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp = _temp_path(path, "file")
     tmp.write_bytes(data) if isinstance(data, bytes) else tmp.write_text(data)
     os.replace(tmp, path)
+
+
+def check_out_dir(out_dir, marker: str, inputs=()):
+    """Refuse, before any work, an --out that replacing whole (save_checkpoint) would lose data: it must be new, empty,
+    or this script's own earlier output — holding `marker`, a file only this script writes (merge.py's
+    merge_report.json) — and never an input, a directory holding one, or the working directory."""
+    out = Path(out_dir).resolve()
+    for path in inputs:
+        if out == Path(path).resolve() or out in Path(path).resolve().parents:
+            raise CheckpointError(f"--out {out_dir} is (or holds) the input {path}, which replacing it would delete; "
+                                  f"choose another --out")
+    if out == Path.cwd() or out in Path.cwd().parents:
+        raise CheckpointError(f"--out {out_dir} is (or holds) the working directory; choose a new directory")
+    if out.exists() and not (out.is_dir() and (not any(out.iterdir()) or (out / marker).is_file())):
+        raise CheckpointError(f"--out {out_dir} exists and is not an earlier output of this script (it has no "
+                              f"{marker}), and it would be replaced whole: remove it yourself or choose another --out")
+
+
+# Temporaries carry their writer's host and pid, so the next writer can tell a killed run's leftovers (a killed merge
+# leaves a whole model) from a live writer's: `.NAME.m2rl-PID-TAG@HOST.tmp`. The host, because on a shared filesystem
+# another machine's pid means nothing here.
+HOST = socket.gethostname()
+TEMP = re.compile(r"\..+\.m2rl-(\d+)-\w+@(.+)\.tmp")
+
+
+def _temp_path(path: Path, tag: str) -> Path:
+    return path.with_name(f".{path.name}.m2rl-{os.getpid()}-{tag}@{HOST}.tmp")
+
+
+def remove_stale_temps(directory: Path):
+    """Remove the temporaries in `directory` whose writer, on this host, is dead."""
+    for path in directory.glob(".*.m2rl-*.tmp"):
+        match = TEMP.fullmatch(path.name)
+        if match and match[2] == HOST:
+            try:
+                os.kill(int(match[1]), 0)
+            except ProcessLookupError:
+                shutil.rmtree(path, ignore_errors=True) if path.is_dir() else path.unlink(missing_ok=True)
+            except PermissionError:
+                pass  # alive, another user's
 
 
 def _write_shard(directory: Path, i: int, tensors: dict) -> Path:
     path = directory / f"shard-{i:05d}.tmp"
     save_file(tensors, path, metadata={"format": "pt"})  # transformers requires format=pt
+    os.chmod(path, 0o666 & ~_umask())  # safetensors (0.8) writes through a 0600 temporary file: private to us
     return path
+
+
+def _umask() -> int:
+    """The process's umask, which can only be read by setting it: to 0o077 for the instant, so that a file another
+    thread creates meanwhile is only more private."""
+    mask = os.umask(0o077)
+    os.umask(mask)
+    return mask
 
 
 def _replace_dir(new: Path, target: Path):
     """Put `new` at `target` by renames only, so a reader never sees a half-written checkpoint."""
     if target.exists():
-        old = target.with_name(f".{target.name}.old-{os.getpid()}")
+        old = _temp_path(target, "old")
         target.rename(old)
         new.rename(target)
         shutil.rmtree(old)
     else:
         new.rename(target)
-    os.chmod(target, 0o755)  # mkdtemp creates 0700
 
 
 def save_model(model: Qwen3ForCausalLM, out_dir, source_dir=None, max_shard_bytes=2 * 2**30):
