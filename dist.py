@@ -5,10 +5,14 @@ and on 64; this file is what changes between them.
 Under `torchrun` the environment names the rank and world; run as plain `python`, the script becomes a world of
 one, so there is a single code path (FSDP2 over one rank is a plain model with DTensor parameters).
 """
+import ctypes
+import fcntl
 import json
 import os
 import shutil
+import signal
 import socket
+import sys
 from pathlib import Path
 
 import torch
@@ -18,7 +22,10 @@ from torch.distributed.checkpoint.state_dict import get_state_dict, set_state_di
 from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
 from torch.distributed.tensor import DTensor
 
-from model import save_checkpoint, write_atomic
+from model import (CheckpointReader, Qwen3ForCausalLM, fill_weights, recompute_activations, save_checkpoint,
+                   write_atomic)
+
+LAUNCHER = os.getppid()  # this process's parent when it started: under torchrun, the agent that launched the ranks
 
 
 def init() -> tuple[int, int, torch.device]:
@@ -28,6 +35,8 @@ def init() -> tuple[int, int, torch.device]:
             s.bind(("127.0.0.1", 0))
             port = s.getsockname()[1]
         os.environ.update(RANK="0", LOCAL_RANK="0", WORLD_SIZE="1", MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    else:
+        die_with_launcher()
     cuda = torch.cuda.is_available()
     local_rank = int(os.environ["LOCAL_RANK"])
     device = torch.device("cuda", local_rank) if cuda else torch.device("cpu")
@@ -35,6 +44,47 @@ def init() -> tuple[int, int, torch.device]:
         torch.cuda.set_device(device)
     dist.init_process_group("nccl" if cuda else "gloo")
     return dist.get_rank(), dist.get_world_size(), device
+
+
+def die_with_launcher():
+    """torchrun starts each rank in a session of its own, so a `kill -9` of the launcher's process group leaves the
+    ranks running (parent 1), still writing checkpoints. Here the kernel is asked to SIGKILL this rank when its parent,
+    the torchrun agent, dies (Linux prctl PR_SET_PDEATHSIG). An agent that died before the request took effect has
+    already handed us to another parent: then die now."""
+    if sys.platform != "linux":
+        return
+    PR_SET_PDEATHSIG = 1
+    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    if os.getppid() != LAUNCHER:
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+_lock = None  # the open out_dir/.lock of this process, held until it exits
+
+
+def lock(out_dir):
+    """Refuse to write into out_dir while another live run does: rank 0 holds an exclusive flock on out_dir/.lock
+    for the life of its process. The kernel drops a flock when its process dies, however it dies, so a killed run
+    leaves no stale lock for its resume to trip over. Every rank learns the outcome and exits alike."""
+    global _lock
+    holder = None
+    if dist.get_rank() == 0:
+        Path(out_dir).mkdir(parents=True, exist_ok=True)
+        f = open(Path(out_dir) / ".lock", "a+")
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            f.truncate(0)
+            f.write(f"{os.getpid()}\n")
+            f.flush()
+            _lock = f
+        except BlockingIOError:
+            f.seek(0)
+            holder = f.read().strip() or "?"
+            f.close()
+    holder = gather(holder)[0]
+    if holder:
+        raise SystemExit(f"--out {out_dir}: another live run (pid {holder}) is writing there and holds "
+                         f"{Path(out_dir) / '.lock'}; wait for it or stop it, or choose another --out")
 
 
 def shard(model, bf16: bool):
@@ -49,6 +99,43 @@ def shard(model, bf16: bool):
     return model
 
 
+def load_sharded(path, device, bf16: bool, frozen=False, recompute=False):
+    """The HF checkpoint at `path` as an FSDP2-sharded fp32 model, and no rank ever holds all of it: built on the meta
+    device, sharded, materialised (each rank allocates only its shard), then each rank reads only its own rows of each
+    tensor from the safetensors. Peak: the shard plus one tensor's rows in flight. `frozen`: no gradients (a
+    reference, a teacher); `recompute`: activation recompute per block (model.recompute_activations)."""
+    reader = CheckpointReader(path)
+    model = _empty_sharded(reader.config, device, bf16, frozen, recompute)
+    fill_weights(model, reader, local_rows)
+    return model
+
+
+def init_sharded(config, seed: int, device, bf16: bool, recompute=False):
+    """A fresh sharded model (model.init_weights), equal to the unsharded one of the same seed: every rank draws each
+    full tensor in turn and keeps its rows, so the peak is the shard plus one full tensor."""
+    model = _empty_sharded(config, device, bf16, frozen=False, recompute=recompute)
+    model.init_weights(seed, local_rows)
+    return model
+
+
+def _empty_sharded(config, device, bf16, frozen, recompute):
+    with torch.device("meta"):
+        model = Qwen3ForCausalLM(config)
+    model.requires_grad_(not frozen)
+    if recompute:
+        recompute_activations(model)
+    shard(model, bf16)
+    # FSDP2 swaps each parameter's storage in place (DTensors are wrapper subclasses), so a tied head stays tied
+    return model.to_empty(device=device)
+
+
+def local_rows(param) -> tuple[torch.Tensor, int]:
+    """(this rank's part of an FSDP2 parameter, its first row in the full tensor). FSDP2 shards dim 0 as torch.chunk
+    does, ceil(n / world) rows per rank and fewer or none on the last ones; the DTensor reports where its chunk
+    starts, as torch.distributed.checkpoint reads it."""
+    return param.to_local(), param.__create_chunk_list__()[0].offsets[0]
+
+
 def full_tensors(model):
     """Yield (hf_name, full tensor) one at a time, all-gathering each shard as it is reached: the whole state dict
     never exists on one rank. Every rank must consume the stream (each step is a collective)."""
@@ -56,11 +143,12 @@ def full_tensors(model):
         yield name, tensor.full_tensor() if isinstance(tensor, DTensor) else tensor
 
 
-def save_hf(model, out_dir, source_dir=None):
-    """The model as an HF directory, written by rank 0 from the streamed full tensors."""
+def save_hf(model, out_dir, source_dir=None, dtype=None):
+    """The model as an HF directory, written by rank 0 from the streamed full tensors, in `dtype` (default: the
+    parameters')."""
     tensors = full_tensors(model)
     if dist.get_rank() == 0:
-        save_checkpoint(out_dir, tensors, model.config, source_dir)
+        save_checkpoint(out_dir, tensors, model.config, source_dir, dtype=dtype)
     else:
         for _ in tensors:
             pass
@@ -126,11 +214,31 @@ def record_args(out_dir: Path, args):
         write_atomic(out_dir / "args.json", json.dumps(vars(args), indent=2))
 
 
-def save_step(out_dir, step: int, model, optimizer, source_dir=None):
-    """out_dir/step_XXXXXXX/: the HF checkpoint, then the trainer state that makes it resumable."""
+def save_step(out_dir, step: int, model, optimizer, source_dir=None, dtype=None, keep_last=0, **state):
+    """out_dir/step_XXXXXXX/: the HF checkpoint (weights in `dtype`), then the trainer state that makes it resumable
+    (fp32 master weights and optimizer, whatever `dtype`, and `state`: what else the trainer resumes from, e.g. its
+    data position, beside the step in state.json); then only the newest `keep_last` trainer states stay (0: all)."""
     step_dir = Path(out_dir) / f"step_{step:07d}"
-    save_hf(model, step_dir, source_dir)
-    save_trainer_state(step_dir, model, optimizer, {"step": step})
+    save_hf(model, step_dir, source_dir, dtype)
+    save_trainer_state(step_dir, model, optimizer, {"step": step, **state})
+    if keep_last and dist.get_rank() == 0:
+        prune_trainer_states(out_dir, keep_last)
+
+
+def prune_trainer_states(out_dir, keep: int):
+    """Delete the trainer state of every step but the newest `keep` and the one `latest` points to; the HF weights of
+    every step stay: they are what evaluate and merge read, and a sixth of the size in bf16 (the state holds the fp32
+    weights and both Adam moments). Each goes by a rename first, so a run killed mid-way leaves no state that looks
+    complete."""
+    out_dir = Path(out_dir)
+    states = sorted(out_dir.glob("step_*/trainer_state"))
+    latest = (out_dir / "latest").resolve()
+    for state in states[:-keep]:
+        if state.parent != latest:
+            trash = state.with_name(".trainer_state.deleting")
+            shutil.rmtree(trash, ignore_errors=True)  # left by a run killed while deleting
+            state.rename(trash)
+            shutil.rmtree(trash)
 
 
 def link_latest(out_dir, step: int):
@@ -163,6 +271,12 @@ def latest_checkpoint(out_dir) -> Path | None:
     """The newest step_* directory whose trainer state was completely written."""
     done = sorted(Path(out_dir).glob("step_*/trainer_state/state.json"))
     return done[-1].parent.parent if done else None
+
+
+def steps_done(out_dir) -> int:
+    """The step of out_dir's newest complete checkpoint, where a resume starts (0: none)."""
+    latest = latest_checkpoint(out_dir)
+    return json.loads((latest / "trainer_state" / "state.json").read_text())["step"] if latest else 0
 
 
 def load_trainer_state(step_dir: Path, model, optimizer) -> dict:
