@@ -18,21 +18,29 @@ rollout of a problem meets the same ones (GRPO compares the rollouts of a group)
 
 The sandbox. Untrusted code never runs in the calling process, and expected outputs never enter the sandbox:
 the verdict is made out here, so a program that exits early, rewrites builtins or tampers with its harness can
-only ever report what it computed.
+only ever report what it computed. Nor can it find them on disk: it sees no file it does not need.
 1. `run_sandboxed` starts this file as a script, `python -I code.py` (-I: no PYTHON* variables, no user site,
    and this directory kept off sys.path - a solution's `import math` must get the stdlib). This *runner* is
-   trusted: a scrubbed environment, its own session, a fresh temp dir as cwd, killed if its parent dies.
-2. The runner enters new namespaces - network (no interface is up: no network, loopback included), mount
-   (every mount re-mounted read-only except the temp dir), PID - directly as root, inside a new user namespace
-   otherwise, and forks the namespace's pid 1, also trusted, which mounts a /proc that shows only the sandbox.
+   trusted: a scrubbed environment, its own session, a fresh temp dir, killed if its parent dies. As root, the
+   caller first puts it in a cgroup of its own (v2, else v1's memory and pids hierarchies), so memory (swap
+   included) and processes are bounded for the sandbox as a whole, not per process.
+2. The runner enters new namespaces - network (no interface is up: no network, loopback included), mount, PID -
+   directly as root, inside a new user namespace otherwise, and forks the namespace's pid 1, also trusted. Pid 1
+   builds a minimal root on a tmpfs and chroots into it. *Hidden*: every file but the interpreter's sys.path
+   (stdlib, lib-dynload, site-packages), the shared libraries (/lib, /usr/lib, ld.so.cache), /dev/null, zero,
+   random, urandom, and a /proc that shows only the sandbox - so no project, no data, no home, no other temp dir.
+   All of it is read-only except the program's temp dir (its cwd, HOME, TMPDIR), a tmpfs of LIMITS["disk_bytes"]
+   for the sandbox as a whole. The chroot also refuses nested user namespaces (EPERM in a chroot).
 3. Pid 1 forks one child per test (cheaper than a fresh interpreter per test: bench/rewards.py). The child sets
-   rlimits (address space, CPU seconds, processes, file size, open files, no core file), drops to `nobody` as
-   root (else to no capabilities), forbids privilege gain (no_new_privs, empty capability bounding set), then
-   compiles and runs the program on stdin from a memfd. Pid 1 reads stdout/stderr up to a cap and a wall-clock
-   limit, then kills every other process of the namespace - fork bombs and daemons included - and reaps them.
+   rlimits (address space, CPU seconds, processes, file size, open files, no core file), drops to a uid of this
+   sandbox alone as root - so RLIMIT_NPROC counts this sandbox's processes only - (else to no capabilities),
+   forbids privilege gain (no_new_privs, empty capability bounding set), then compiles and runs the program on
+   stdin from a memfd. Pid 1 reads stdout/stderr up to a cap and a wall-clock limit, then kills every other
+   process of the namespace - fork bombs and daemons included - and reaps them.
 4. Where namespaces are refused (Docker without CAP_SYS_ADMIN, user namespaces disabled), the runner falls
-   back to what is left: `nobody` when root, sockets disabled in the child, the child's process group killed.
-   info["isolation"] lists the layers that held; the full set is net, readonly, pid, and nobody or no-caps.
+   back to what is left: the sandbox's uid when root, sockets disabled in the child, the child's process group
+   killed; the filesystem is then visible. info["isolation"] lists the layers that held, of: cgroup-memory,
+   cgroup-pids, user, net, pid, minimal-root, disk-quota, no-userns, and uid or no-caps.
 """
 import contextlib
 import ctypes
@@ -55,10 +63,11 @@ import zlib
 MAX_TESTS = 20
 LIMITS = {
     "time_s": 6.0,              # wall clock per test, as LiveCodeBench's default timeout
-    "memory_bytes": 4 << 30,    # RLIMIT_AS, as M2RL's sandbox (4 GiB)
+    "memory_bytes": 4 << 30,    # RLIMIT_AS, as M2RL's sandbox (4 GiB); and the cgroup's, for all processes
     "output_bytes": 4 << 20,    # stdout beyond this fails the test and kills it
-    "file_bytes": 16 << 20,     # RLIMIT_FSIZE: files the program writes in its temp dir
-    "processes": 64,            # RLIMIT_NPROC (threads count too)
+    "file_bytes": 16 << 20,     # RLIMIT_FSIZE: one file the program writes in its temp dir
+    "disk_bytes": 64 << 20,     # the temp dir's tmpfs: all files together
+    "processes": 64,            # RLIMIT_NPROC and the cgroup's pids.max (threads count too)
     "open_files": 64,           # RLIMIT_NOFILE
 }
 # LiveCodeBench runs every solution after a block of convenience imports (testing_util.import_string), and
@@ -212,22 +221,30 @@ def run_sandboxed(program: str, inputs: list[str], fn_name: str | None, limits: 
     with tempfile.TemporaryDirectory(prefix="m2rl-code-", ignore_cleanup_errors=True) as workdir:
         env = {"PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8", "HOME": workdir, "TMPDIR": workdir,
                "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+        layers, cgroups = make_cgroups(os.path.basename(workdir), limits)
         proc = subprocess.Popen([sys.executable, "-I", os.path.abspath(__file__)], stdin=subprocess.PIPE,
                                 stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, cwd=workdir, env=env,
                                 start_new_session=True)
         try:
+            for directory in cgroups:  # before the job is sent: the runner has not forked yet
+                write(f"{directory}/cgroup.procs", str(proc.pid))
             job = {"code": program, "inputs": inputs, "fn_name": fn_name, "limits": limits,
                    "stop_on_error": stop_on_error, "parent": os.getpid()}
             proc.stdin.write(json.dumps(job).encode())
             proc.stdin.close()
             deadline = time.monotonic() + len(inputs) * (limits["time_s"] + 1) + 10
-            for line in read_lines(proc.stdout.fileno(), deadline):
-                yield json.loads(line)
+            for i, line in enumerate(read_lines(proc.stdout.fileno(), deadline)):
+                run = json.loads(line)
+                if i == 0 and "isolation" in run:
+                    run["isolation"] = layers + run["isolation"]
+                yield run
         finally:
             with contextlib.suppress(ProcessLookupError):  # pid 1 of the sandbox dies with it (PDEATHSIG)
                 os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
             proc.stdout.close()
+            for directory in cgroups:
+                remove_cgroup(directory)
 
 
 def read_lines(fd: int, deadline: float):
@@ -246,6 +263,103 @@ def read_lines(fd: int, deadline: float):
 
 
 # ----------------------------------------------------------------------------------------------------------
+# Cgroups, made by the trusted side: one per sandbox, named after its owner's pid so a dead owner's are found
+
+
+def make_cgroups(name: str, limits: dict) -> tuple[list[str], list[str]]:
+    """A new cgroup with the sandbox's limits per hierarchy that we may write (as root, mostly): the layers that
+    hold ("cgroup-memory", "cgroup-pids") and the directories. v2 (one directory) is preferred to v1."""
+    layers, directories = [], []
+    for parent, controllers, settings in cgroup_parents(limits):
+        sweep_stale_cgroups(parent)
+        path = f"{parent}/m2rl-code-{os.getpid()}-{name}"
+        try:
+            os.mkdir(path)
+            for file, value in settings:
+                write(f"{path}/{file}", str(value))
+        except OSError:  # read-only cgroupfs (a container), not ours to write (not root), an unknown file
+            remove_cgroup(path)
+            continue
+        layers += [f"cgroup-{controller}" for controller in controllers]
+        directories.append(path)
+    return layers, directories
+
+
+def cgroup_parents(limits: dict) -> list[tuple[str, list[str], list[tuple[str, int]]]]:
+    """(our own cgroup's directory, its controllers, the files that set a child's limits) per hierarchy."""
+    mounts = {}  # "" for the v2 hierarchy, else the v1 controller -> (root inside the fs, mount point)
+    with open("/proc/self/mountinfo") as f:
+        for line in f:
+            fields = line.split()
+            fstype, options = fields[fields.index("-") + 1], fields[-1].split(",")
+            controllers = [""] if fstype == "cgroup2" else [c for c in ("memory", "pids") if c in options]
+            for controller in controllers if fstype in ("cgroup", "cgroup2") else []:
+                mounts[controller] = (unescape(fields[3]), unescape(fields[4]))
+    own = {}
+    with open("/proc/self/cgroup") as f:
+        for line in f:
+            _, controllers, path = line.rstrip("\n").split(":", 2)
+            for controller in controllers.split(",") if controllers else [""]:
+                if controller in mounts and path.startswith(mounts[controller][0]):
+                    root, point = mounts[controller]
+                    own[controller] = (point + "/" + path[len(root):].strip("/")).rstrip("/")
+    memory, processes = limits["memory_bytes"], limits["processes"]
+    # v2 gives a child the controllers its parent enables; enabling them in a cgroup that holds processes (ours)
+    # is refused, so they count only where someone delegated them.
+    if "" in own and {"memory", "pids"} <= set(read(f"{own['']}/cgroup.subtree_control").split()):
+        return [(own[""], ["memory", "pids"], [("memory.max", memory), ("memory.swap.max", 0),
+                                               ("pids.max", processes)])]
+    parents = []
+    if "memory" in own:
+        settings = [("memory.limit_in_bytes", memory)]
+        if os.path.exists(f"{own['memory']}/memory.memsw.limit_in_bytes"):  # swap is accounted: bound it too
+            settings.append(("memory.memsw.limit_in_bytes", memory))
+        parents.append((own["memory"], ["memory"], settings))
+    if "pids" in own:
+        parents.append((own["pids"], ["pids"], [("pids.max", processes)]))
+    return parents
+
+
+def sweep_stale_cgroups(directory: str) -> None:
+    """Remove the cgroups of owners that died without removing them (a scoring worker killed mid-item)."""
+    with contextlib.suppress(OSError):
+        for entry in os.listdir(directory):
+            owner = re.fullmatch(r"m2rl-code-(\d+)-.*", entry)
+            if owner and not os.path.exists(f"/proc/{owner[1]}"):
+                with contextlib.suppress(OSError):  # still busy: its processes are dying; the next sweep
+                    os.rmdir(f"{directory}/{entry}")
+
+
+def remove_cgroup(path: str) -> None:
+    """rmdir once the processes are gone: they die with the runner (pid 1's PDEATHSIG kills the namespace)."""
+    for _ in range(500):
+        try:
+            os.rmdir(path)
+            return
+        except FileNotFoundError:
+            return
+        except OSError:  # EBUSY: a process is still exiting
+            time.sleep(0.01)
+
+
+def read(path: str) -> str:
+    try:
+        with open(path) as f:
+            return f.read()
+    except OSError:
+        return ""
+
+
+def write(path: str, text: str) -> None:
+    with open(path, "w") as f:
+        f.write(text)
+
+
+def unescape(path: str) -> str:
+    return re.sub(r"\\(\d{3})", lambda m: chr(int(m[1], 8)), path)  # mountinfo writes a space as \040
+
+
+# ----------------------------------------------------------------------------------------------------------
 # The runner: `python -I code.py` reads one job on stdin and writes one JSON line per test on stdout.
 
 libc = ctypes.CDLL(None, use_errno=True)
@@ -253,7 +367,16 @@ CLONE_NEWNS, CLONE_NEWUSER, CLONE_NEWPID, CLONE_NEWNET = 0x20000, 0x10000000, 0x
 MS_RDONLY, MS_NOSUID, MS_NODEV, MS_NOEXEC, MS_REMOUNT = 1, 2, 4, 8, 32
 MS_NOATIME, MS_NODIRATIME, MS_BIND, MS_REC, MS_PRIVATE, MS_RELATIME = 1024, 2048, 4096, 16384, 1 << 18, 1 << 21
 PR_SET_PDEATHSIG, PR_CAPBSET_DROP, PR_SET_NO_NEW_PRIVS = 1, 24, 38
-NOBODY = 65534
+# As root, a sandbox's program runs as SANDBOX_UID + the runner's pid: a uid no file and no other live sandbox
+# has (pids are unique while the runner lives, and everything in the sandbox dies with it), so RLIMIT_NPROC
+# counts this sandbox only. The base sits above the subordinate ranges container tools hand out.
+SANDBOX_UID = 1 << 30
+# What the minimal root shows besides the interpreter's sys.path: the shared libraries its extension modules
+# load (/lib and /lib64 are often symlinks into /usr) and the harmless devices.
+LIBRARIES = ["/lib", "/lib64", "/usr/lib", "/usr/lib64", "/etc/ld.so.cache"]
+DEVICES = ["/dev/null", "/dev/zero", "/dev/random", "/dev/urandom"]
+DEVICE_LINKS = {"fd": "/proc/self/fd", "stdin": "/proc/self/fd/0", "stdout": "/proc/self/fd/1",
+                "stderr": "/proc/self/fd/2"}
 
 
 def runner_main() -> None:
@@ -261,25 +384,24 @@ def runner_main() -> None:
     die_with_parent(job["parent"])
     results = os.fdopen(os.dup(1), "w")  # the result channel; fd 1 itself is replaced in each test's child
     root = os.geteuid() == 0
+    uid = SANDBOX_UID + os.getpid()
     try:
         isolation = enter_namespaces(root)
     except OSError:
         isolation = []  # namespaces refused: the fallback described in the module docstring
-    isolation += ["nobody"] if root else ["no-caps"] if isolation else []
+    isolation += ["uid"] if root else ["no-caps"] if isolation else []
     if "net" not in isolation:
-        serve(job, isolation, results)
+        if root:
+            os.chown(os.getcwd(), uid, uid)  # the program's one writable place
+        serve(job, isolation, results, uid)
         return
     pid = os.fork()
     if pid == 0:  # pid 1 of the new PID namespace
         code = 1
         try:
             die_with_parent(None)
-            if root:
-                expose_python()
-            make_readonly_except(os.getcwd())
-            flags = MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC
-            check(libc.mount(b"proc", b"/proc", b"proc", flags, None), "mount /proc")  # shows the sandbox only
-            serve(job, isolation + ["readonly", "pid"], results)
+            enter_minimal_root(os.getcwd(), job["limits"]["disk_bytes"], uid if root else 0)
+            serve(job, isolation + ["pid", "minimal-root", "disk-quota", "no-userns"], results, uid)
             code = 0
         except BaseException:
             results.write(json.dumps({"error": traceback.format_exc()}) + "\n")
@@ -303,58 +425,64 @@ def enter_namespaces(root: bool) -> list[str]:
     return ["net"] if root else ["user", "net"]
 
 
-def expose_python() -> None:
-    """`nobody` must be able to import the stdlib, but pyenv and conda often live under /root (mode 0700).
-    Cover the first directory on the way to the install that others cannot search with an empty tmpfs that
-    they can, and bind the install back in place: the program sees the interpreter and nothing else there."""
-    covers = {}  # unsearchable directory -> installs below it
-    for prefix in {sys.base_prefix, sys.base_exec_prefix, sys.prefix, sys.exec_prefix}:
-        parts = prefix.split("/")
-        for i in range(2, len(parts) + 1):
-            if not os.stat("/".join(parts[:i])).st_mode & stat.S_IXOTH:
-                covers.setdefault("/".join(parts[:i]), set()).add(prefix)
-                break
-    for cover, prefixes in covers.items():
-        sources = {prefix: os.open(prefix, os.O_PATH) for prefix in prefixes}  # still reachable once covered
-        check(libc.mount(b"tmpfs", cover.encode(), b"tmpfs", MS_NOSUID | MS_NODEV, b"mode=0755"), f"cover {cover}")
-        for prefix, fd in sources.items():
-            os.makedirs(prefix, exist_ok=True)
-            check(libc.mount(f"/proc/self/fd/{fd}".encode(), prefix.encode(), None, MS_BIND, None), f"bind {prefix}")
-            os.close(fd)
-
-
-def make_readonly_except(workdir: str) -> None:
-    check(libc.mount(workdir.encode(), workdir.encode(), None, MS_BIND, None), f"bind {workdir}")
-    os.chdir(workdir)  # our cwd still pointed below the new mount, at what is about to turn read-only
+def enter_minimal_root(workdir: str, disk_bytes: int, owner: int) -> None:
+    """Chroot into a read-only tmpfs that holds only what a program needs (module docstring, 2.), with the
+    program's temp dir at its usual path, a tmpfs of disk_bytes. Pid 1 of the new PID namespace calls this."""
+    root = workdir  # a mount point for the new root that no one else uses
+    check(libc.mount(b"tmpfs", root.encode(), b"tmpfs", MS_NOSUID | MS_NODEV, b"mode=0755,size=1m"), "mount root")
+    shown = []  # real paths, each below none of the others
+    for path in sorted({os.path.realpath(p) for p in LIBRARIES + sys.path if os.path.exists(p)}):
+        if not any(path.startswith(above + "/") for above in shown):
+            shown.append(path)
+    for path in LIBRARIES:
+        if os.path.islink(path):  # merged /usr: /lib -> usr/lib
+            os.symlink(os.readlink(path), root + path)
+    for path in shown + DEVICES:
+        if os.path.isdir(path):
+            os.makedirs(root + path)
+        else:
+            os.makedirs(os.path.dirname(root + path), exist_ok=True)
+            os.close(os.open(root + path, os.O_CREAT | os.O_WRONLY, 0o644))
+        # MS_REC: in a user namespace, a mount with mounts below it may only be bound whole
+        check(libc.mount(path.encode(), (root + path).encode(), None, MS_BIND | MS_REC, None), f"bind {path}")
+    for name, target in DEVICE_LINKS.items():
+        os.symlink(target, f"{root}/dev/{name}")
+    os.makedirs(root + workdir)
+    os.symlink(workdir, f"{root}/dev/shm")  # POSIX shared memory and semaphores land in the quota
+    options = f"mode=0700,size={disk_bytes},nr_inodes=4096,uid={owner},gid={owner}".encode()
+    check(libc.mount(b"tmpfs", (root + workdir).encode(), b"tmpfs", MS_NOSUID | MS_NODEV, options), "mount temp dir")
+    os.makedirs(f"{root}/proc")
+    flags = MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC
+    check(libc.mount(b"proc", f"{root}/proc".encode(), b"proc", flags, None), "mount /proc")  # the sandbox's only
     with open("/proc/self/mountinfo") as f:
-        targets = [re.sub(r"\\(\d{3})", lambda m: chr(int(m[1], 8)), line.split()[4]) for line in f]  # \040
+        targets = [unescape(line.split()[4]) for line in f]
     for target in targets:
-        if target == workdir:
-            continue
-        # Keep the flags a user namespace may not drop (nosuid, nodev, noexec, atime); add read-only.
-        flags = os.statvfs(target).f_flag
-        kept = flags & (MS_NOSUID | MS_NODEV | MS_NOEXEC | MS_NOATIME | MS_NODIRATIME)
-        kept |= MS_RELATIME if flags & os.ST_RELATIME else 0
-        check(libc.mount(None, target.encode(), None, MS_REMOUNT | MS_BIND | MS_RDONLY | kept, None),
-              f"remount {target} read-only")
+        if (target == root or target.startswith(root + "/")) and target not in (root + workdir, f"{root}/proc"):
+            # Keep the flags a user namespace may not drop (nosuid, nodev, noexec, atime); add read-only.
+            flags = os.statvfs(target).f_flag
+            kept = flags & (MS_NOSUID | MS_NODEV | MS_NOEXEC | MS_NOATIME | MS_NODIRATIME)
+            kept |= MS_RELATIME if flags & os.ST_RELATIME else 0
+            check(libc.mount(None, target.encode(), None, MS_REMOUNT | MS_BIND | MS_RDONLY | kept, None),
+                  f"remount {target} read-only")
+    # The host's tree stays below, out of reach: leaving a chroot takes CAP_SYS_CHROOT, which no program has.
+    os.chroot(root)
+    os.chdir(workdir)
 
 
-def serve(job: dict, isolation: list[str], results) -> None:
+def serve(job: dict, isolation: list[str], results, uid: int) -> None:
     prelude = {}
     exec(PRELUDE, prelude)  # imported once here; every test's fork inherits the modules
-    if "nobody" in isolation:
-        os.chown(os.getcwd(), NOBODY, NOBODY)  # the program's one writable place
     results.write(json.dumps({"isolation": isolation}) + "\n")
     results.flush()
     for test_input in job["inputs"]:
-        run = run_test(job, test_input, prelude, isolation)
+        run = run_test(job, test_input, prelude, isolation, uid)
         results.write(json.dumps(run) + "\n")
         results.flush()
         if job["stop_on_error"] and (run["timeout"] or run["overflow"] or run["exit"] != 0):
             break
 
 
-def run_test(job: dict, test_input: str, prelude: dict, isolation: list[str]) -> dict:
+def run_test(job: dict, test_input: str, prelude: dict, isolation: list[str], uid: int) -> dict:
     limits = job["limits"]
     stdin = os.memfd_create("stdin")
     os.write(stdin, test_input.encode() if job["fn_name"] is None else b"")
@@ -363,7 +491,7 @@ def run_test(job: dict, test_input: str, prelude: dict, isolation: list[str]) ->
     err_r, err_w = os.pipe()
     pid = os.fork()
     if pid == 0:
-        run_program(job, test_input, prelude, (stdin, out_w, err_w), isolation)
+        run_program(job, test_input, prelude, (stdin, out_w, err_w), isolation, uid)
     for fd in (stdin, out_w, err_w):
         os.close(fd)
     stdout, stderr, timeout, overflow = collect(out_r, err_r, time.monotonic() + limits["time_s"],
@@ -408,14 +536,14 @@ def collect(out_r: int, err_r: int, deadline: float, cap: int) -> tuple[bytes, b
     return bytes(stdout), stderr, False, False
 
 
-def run_program(job, test_input, prelude, fds, isolation) -> None:
+def run_program(job, test_input, prelude, fds, isolation, uid) -> None:
     """In the forked child: confine this process, then run the untrusted program. Never returns."""
     try:
         for target, fd in enumerate(fds):
             os.dup2(fd, target)
         os.closerange(3, os.sysconf("SC_OPEN_MAX"))  # the result channel and every other descriptor
         os.setsid()
-        confine(job["limits"], isolation)
+        confine(job["limits"], isolation, uid)
         sys.stdin = open(0, encoding="utf-8", closefd=False)
         sys.stdout = open(1, "w", encoding="utf-8", closefd=False)
         sys.stderr = open(2, "w", encoding="utf-8", closefd=False)
@@ -443,21 +571,21 @@ def run_program(job, test_input, prelude, fds, isolation) -> None:
         os._exit(1)
 
 
-def confine(limits: dict, isolation: list[str]) -> None:
+def confine(limits: dict, isolation: list[str], uid: int) -> None:
     cpu = math.ceil(limits["time_s"]) + 1
     for res, value in ((resource.RLIMIT_AS, limits["memory_bytes"]), (resource.RLIMIT_CPU, cpu),
                        (resource.RLIMIT_NPROC, limits["processes"]), (resource.RLIMIT_FSIZE, limits["file_bytes"]),
                        (resource.RLIMIT_NOFILE, limits["open_files"]), (resource.RLIMIT_CORE, 0)):
         resource.setrlimit(res, (value, value))
-    if "nobody" in isolation or "no-caps" in isolation:
+    if "uid" in isolation or "no-caps" in isolation:
         # An empty bounding set: no execve (of a setuid binary, or as uid 0) can bring a capability back.
         cap = 0
         while libc.prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) == 0:
             cap += 1
-    if "nobody" in isolation:
+    if "uid" in isolation:
         os.setgroups([])
-        os.setgid(NOBODY)
-        os.setuid(NOBODY)  # cannot signal, trace, or read the private files of root's processes
+        os.setgid(uid)
+        os.setuid(uid)  # cannot signal, trace, or read the private files of root's (or another sandbox's) processes
     elif "no-caps" in isolation:
         drop_capabilities()  # uid 0 of our user namespace, with no capability in it
     die_with_parent(None)  # a uid change cleared it

@@ -7,9 +7,11 @@ process alive, the secret as the expected output (a leak would score 1), and the
 import contextlib
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from pathlib import Path
@@ -21,7 +23,7 @@ from rewards import code
 ROOT = Path(__file__).resolve().parents[1]
 RUNNER = str(ROOT / "rewards" / "code.py")
 ONE_TEST = {"tests": {"inputs": ["1 2\n"], "outputs": ["3"]}}
-FULL = ["net", "nobody", "readonly", "pid"]
+FULL = ["cgroup-memory", "cgroup-pids", "net", "uid", "pid", "minimal-root", "disk-quota", "no-userns"]
 
 
 def fence(src: str) -> str:
@@ -29,13 +31,13 @@ def fence(src: str) -> str:
 
 
 def sandbox_processes() -> list[int]:
-    """Runners and anything running as nobody (the sandbox's uid), after a grace period for SIGKILL delivery."""
+    """Runners and anything running as a sandbox's uid, after a grace period for SIGKILL delivery."""
     def find():
         found = []
         for pid in filter(str.isdigit, os.listdir("/proc")):
             try:
                 cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
-                if os.stat(f"/proc/{pid}").st_uid == 65534 or RUNNER.encode() in cmdline:
+                if os.stat(f"/proc/{pid}").st_uid >= code.SANDBOX_UID or RUNNER.encode() in cmdline:
                     found.append(int(pid))
             except OSError:
                 pass  # it exited while we looked
@@ -50,7 +52,7 @@ def sandbox_processes() -> list[int]:
 @pytest.fixture(autouse=True)
 def short_limits(monkeypatch):
     if sys.platform != "linux" or os.geteuid() != 0:
-        pytest.skip("the attack suite asserts the root sandbox (nobody + namespaces); see test_unprivileged_path")
+        pytest.skip("the attack suite asserts the root sandbox (own uid + namespaces); see test_unprivileged_path")
     monkeypatch.setitem(code.LIMITS, "time_s", 1.0)
     yield
     assert sandbox_processes() == [], "the sandbox left processes behind"
@@ -81,7 +83,8 @@ def test_8gb_allocation():
 def test_write_outside_the_temp_dir(where):
     target = Path(where) / f"m2rl-sandbox-{uuid.uuid4().hex}"
     reward, info = attack(f"open({str(target)!r}, 'w').write('pwned')\nprint(3)")
-    assert reward == 0.0 and "Read-only file system" in info["failure"]["stderr"]
+    # the minimal root is read-only, and holds the project's directory only on the way to a venv inside it
+    assert reward == 0.0 and any(e in info["failure"]["stderr"] for e in ("Read-only file system", "No such file"))
     assert not target.exists()
 
 
@@ -180,11 +183,22 @@ def test_unprivileged_path():
     userns = "import ctypes, sys; sys.exit(ctypes.CDLL(None).unshare(0x10000000) != 0)"  # CLONE_NEWUSER
     if subprocess.run([python, "-c", userns], **as_nobody).returncode != 0:
         pytest.skip("this kernel refuses user namespaces to unprivileged users")
-    run = subprocess.run([python, "-c", f"ROOT = {str(ROOT)!r}" + PROBE], **as_nobody)
-    results = json.loads(run.stdout)  # printed after the last attack: the probe outlived the kill attempt
-    assert [info["isolation"] for _, info in results] == [["user", "net", "no-caps", "readonly", "pid"]] * 4
-    assert [reward for reward, _ in results] == [1.0, 0.0, 0.0, 0.0]
-    assert "Read-only file system" in results[1][1]["failure"]["stderr"]
-    assert "Network is unreachable" in results[2][1]["failure"]["stderr"]
-    assert "No such process" in results[3][1]["failure"]["stderr"]  # the parent is outside its PID namespace
-    assert not (ROOT / "pwned").exists()
+    # The checkout may sit in a directory nobody cannot search (mktemp -d, a 0700 home): run a copy of rewards/.
+    probe_root = Path(tempfile.mkdtemp(prefix="m2rl-probe-"))
+    try:
+        probe_root.chmod(0o755)
+        shutil.copytree(ROOT / "rewards", probe_root / "rewards", ignore=shutil.ignore_patterns("__pycache__"))
+        reach = f"import sys; sys.path.insert(0, {str(probe_root)!r}); import rewards.code"
+        if subprocess.run([python, "-c", reach], **as_nobody).returncode != 0:
+            pytest.skip(f"nobody cannot reach {probe_root} (TMPDIR in a private directory?)")
+        run = subprocess.run([python, "-c", f"ROOT = {str(probe_root)!r}" + PROBE], **as_nobody)
+        results = json.loads(run.stdout)  # printed after the last attack: the probe outlived the kill attempt
+        isolation = ["user", "net", "no-caps", "pid", "minimal-root", "disk-quota", "no-userns"]
+        assert [info["isolation"] for _, info in results] == [isolation] * 4
+        assert [reward for reward, _ in results] == [1.0, 0.0, 0.0, 0.0]
+        assert "No such file" in results[1][1]["failure"]["stderr"]  # the probe's directory is not in its root
+        assert "Network is unreachable" in results[2][1]["failure"]["stderr"]
+        assert "No such process" in results[3][1]["failure"]["stderr"]  # the parent is outside its PID namespace
+        assert not (probe_root / "pwned").exists()
+    finally:
+        shutil.rmtree(probe_root)
