@@ -10,6 +10,10 @@ Nothing is downloaded. Export a hub split once, e.g. `datasets.load_dataset(REPO
 Files, their rows, and where the public copy lives (the README has the same as a table):
 - aime24.jsonl, aime25.jsonl: `problem` (or `question`), `answer`, optional `id` (HuggingFaceH4/aime_2024,
   yentinglin/aime_2025). Graded by math-verify.
+- math500.jsonl: HuggingFaceH4/MATH-500 (= PRM800K's test split): `problem`, `answer`, `unique_id`; math-verify.
+- gsm8k_test.jsonl: openai/gsm8k main test (grade_school_math/data/test.jsonl): `question`, `answer` (the worked
+  solution, ending `#### N`; N without its thousands commas is the gold answer); math-verify. MATH-500 and GSM8K
+  are asked with AIME's template: the answer boxed on the last line.
 - livecodebench.jsonl, for lcb_v5 and lcb_v6: rows of livecodebench/code_generation_lite (a release's test*.jsonl
   files concatenated): `question_id`, `question_content`, `starter_code`, `contest_date`, `public_test_cases`
   (JSON), `private_test_cases` (JSON, or base64 of zlib of a pickled JSON string), `metadata` (JSON; `func_name`
@@ -226,15 +230,33 @@ def user(text: str) -> list[dict]:
 # Loaders, one per format
 
 
-def load_aime(name: str, path: Path, options: Options) -> Loaded:
+def load_math(name: str, path: Path, options: Options) -> Loaded:
+    """AIME'24/'25 and MATH-500: a problem and its final answer, asked with the math template."""
     records, lines = [], []
     for n, row in jsonl_rows(path):
         where = f"{path}:{n}"
         problem = need(row, "problem" if "problem" in row else "question", str, where)
         answer = str(need(row, "answer", (str, int), where)).strip()
-        rid = f"{name}-{row.get('id', n)}"
+        rid = f"{name}-{row.get('id', row.get('unique_id', n))}"  # MATH-500: "test/precalculus/807.json"
         records.append(make_record(rid, "math", user(fill(options.templates["aime"], problem=problem)),
                                    {"answer": answer}, name, where))
+        lines.append(n)
+    return Loaded(unique(records, lines, path))
+
+
+def load_gsm8k(name: str, path: Path, options: Options) -> Loaded:
+    """GSM8K: the gold answer is the worked solution's last line, `#### 1,234`; its thousands commas are dropped
+    (math-verify would read "1,234" as the pair (1, 234))."""
+    records, lines = [], []
+    for n, row in jsonl_rows(path):
+        where = f"{path}:{n}"
+        solution = need(row, "answer", str, where)
+        _, marker, final = solution.rpartition("#### ")
+        if not marker or not final.strip():
+            raise BenchmarkError(f"{where}: key 'answer' must end with '#### <final answer>', as GSM8K's do")
+        problem = need(row, "question", str, where)
+        records.append(make_record(f"{name}-{n}", "math", user(fill(options.templates["aime"], problem=problem)),
+                                   {"answer": final.strip().replace(",", "")}, name, where))
         lines.append(n)
     return Loaded(unique(records, lines, path))
 
@@ -441,8 +463,11 @@ def load_toy(name: str, path: Path, options: Options) -> Loaded:
 REAL_TOKENS = 32768
 LCB = "livecodebench/code_generation_lite"
 BENCHMARKS = {
-    "aime24": Benchmark("aime24.jsonl", "HuggingFaceH4/aime_2024", load_aime, REAL_TOKENS),
-    "aime25": Benchmark("aime25.jsonl", "yentinglin/aime_2025", load_aime, REAL_TOKENS),
+    "aime24": Benchmark("aime24.jsonl", "HuggingFaceH4/aime_2024", load_math, REAL_TOKENS),
+    "aime25": Benchmark("aime25.jsonl", "yentinglin/aime_2025", load_math, REAL_TOKENS),
+    "math500": Benchmark("math500.jsonl", "HuggingFaceH4/MATH-500 (PRM800K's test split)", load_math, REAL_TOKENS),
+    "gsm8k": Benchmark("gsm8k_test.jsonl", "openai/gsm8k main test (grade_school_math/data/test.jsonl)", load_gsm8k,
+                       REAL_TOKENS),
     "lcb_v5": Benchmark("livecodebench.jsonl", LCB, load_livecodebench, REAL_TOKENS, ("2024-07-01", "2025-02-01")),
     "lcb_v6": Benchmark("livecodebench.jsonl", LCB, load_livecodebench, REAL_TOKENS, ("2025-02-01", "2025-05-01")),
     "gpqa_diamond": Benchmark("gpqa_diamond.csv", "Idavidrein/gpqa gpqa_diamond.csv", load_gpqa, REAL_TOKENS),
