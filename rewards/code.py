@@ -227,7 +227,7 @@ def run_sandboxed(program: str, inputs: list[str], fn_name: str | None, limits: 
                                 start_new_session=True)
         try:
             for directory in cgroups:  # before the job is sent: the runner has not forked yet
-                write(f"{directory}/cgroup.procs", str(proc.pid))
+                write_text(f"{directory}/cgroup.procs", str(proc.pid))
             job = {"code": program, "inputs": inputs, "fn_name": fn_name, "limits": limits,
                    "stop_on_error": stop_on_error, "parent": os.getpid()}
             proc.stdin.write(json.dumps(job).encode())
@@ -276,7 +276,7 @@ def make_cgroups(name: str, limits: dict) -> tuple[list[str], list[str]]:
         try:
             os.mkdir(path)
             for file, value in settings:
-                write(f"{path}/{file}", str(value))
+                write_text(f"{path}/{file}", str(value))
         except OSError:  # read-only cgroupfs (a container), not ours to write (not root), an unknown file
             remove_cgroup(path)
             continue
@@ -306,7 +306,7 @@ def cgroup_parents(limits: dict) -> list[tuple[str, list[str], list[tuple[str, i
     memory, processes = limits["memory_bytes"], limits["processes"]
     # v2 gives a child the controllers its parent enables; enabling them in a cgroup that holds processes (ours)
     # is refused, so they count only where someone delegated them.
-    if "" in own and {"memory", "pids"} <= set(read(f"{own['']}/cgroup.subtree_control").split()):
+    if "" in own and {"memory", "pids"} <= set(read_text(f"{own['']}/cgroup.subtree_control").split()):
         return [(own[""], ["memory", "pids"], [("memory.max", memory), ("memory.swap.max", 0),
                                                ("pids.max", processes)])]
     parents = []
@@ -342,7 +342,7 @@ def remove_cgroup(path: str) -> None:
             time.sleep(0.01)
 
 
-def read(path: str) -> str:
+def read_text(path: str) -> str:
     try:
         with open(path) as f:
             return f.read()
@@ -350,7 +350,7 @@ def read(path: str) -> str:
         return ""
 
 
-def write(path: str, text: str) -> None:
+def write_text(path: str, text: str) -> None:
     with open(path, "w") as f:
         f.write(text)
 
@@ -552,6 +552,7 @@ def run_program(job, test_input, prelude, fds, isolation, uid) -> None:
         if job["fn_name"] is None:
             exec(compile(job["code"], "solution.py", "exec"), namespace)
             sys.stdout.flush()
+            sys.stderr.flush()  # a wrong answer keeps its stderr too
             os._exit(0)
         # Call-based: parse the arguments and keep json.dumps *before* the program runs; its prints go nowhere.
         args = [json.loads(line) for line in test_input.split("\n")]
@@ -564,6 +565,7 @@ def run_program(job, test_input, prelude, fds, isolation, uid) -> None:
         os._exit(0)
     except SystemExit as e:
         sys.stdout.flush()
+        sys.stderr.flush()
         os._exit(e.code if isinstance(e.code, int) else 0 if e.code is None else 1)
     except BaseException:
         traceback.print_exc()

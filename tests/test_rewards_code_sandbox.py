@@ -14,6 +14,7 @@ import sys
 import tempfile
 import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -149,6 +150,116 @@ def test_redefining_builtins_cannot_pass_a_wrong_program():
     for src in tricks:
         reward, info = code.verify(fence(src), verifier)
         assert reward == 0.0, (src, info)
+
+
+def test_gold_answers_on_disk_are_out_of_sight(monkeypatch):
+    # Data as a user keeps it: a world-readable *.jsonl that holds the problem's tests, outputs included.
+    monkeypatch.setitem(code.LIMITS, "time_s", 5.0)
+    secret = uuid.uuid4().hex
+    data = Path(tempfile.mkdtemp(prefix="m2rl-gold-"))
+    try:
+        data.chmod(0o755)
+        (data / "train.jsonl").write_text(json.dumps({"tests": {"inputs": ["1 2\n"], "outputs": [secret]}}) + "\n")
+        (data / "train.jsonl").chmod(0o644)
+        search = f"""import json, os, sys
+stdin = sys.stdin.read()
+for top in ({str(data)!r}, "/tmp", "/work", "/root", "/home", "/data", "/srv", "/mnt"):
+    for where, dirs, files in os.walk(top):
+        dirs[:] = [d for d in dirs if d not in (".git", ".venv", "site-packages")]
+        for name in (f for f in files if f.endswith(".jsonl")):
+            try:
+                for line in open(os.path.join(where, name)):
+                    tests = json.loads(line)["tests"]
+                    if stdin in tests["inputs"]:
+                        print(tests["outputs"][tests["inputs"].index(stdin)])
+                        sys.exit(0)
+            except (OSError, ValueError, KeyError, TypeError):
+                pass"""
+        reward, info = attack(search, expected=secret)
+        assert reward == 0.0 and info["failure"]["verdict"] == "wrong answer"
+    finally:
+        shutil.rmtree(data)
+
+
+def test_the_root_holds_the_interpreter_and_its_libraries_only():
+    listing = f"""import json, os, sys
+seen = {{p: sorted(os.listdir(p)) for p in ("/", "/etc", "/dev", "/tmp", os.getcwd(), {str(ROOT)!r}) if os.path.exists(p)}}
+sys.stderr.write(json.dumps(seen))"""
+    _, info = attack(listing, expected="nothing")
+    seen = json.loads(info["failure"]["stderr"])
+    on_the_way = {Path(p).parts[1] for p in code.LIBRARIES + [sys.base_prefix, sys.prefix, os.path.realpath(sys.prefix)]}
+    assert set(seen["/"]) <= {"proc", "dev", "tmp", "etc"} | on_the_way, seen["/"]
+    assert seen["/etc"] == ["ld.so.cache"]
+    assert seen["/dev"] == sorted([Path(d).name for d in code.DEVICES] + list(code.DEVICE_LINKS) + ["shm"])
+    assert len(seen["/tmp"]) == 1 and seen["/tmp"][0].startswith("m2rl-")  # the way to its own temp dir
+    assert seen[next(p for p in seen if p.startswith("/tmp/"))] == []
+    assert set(seen.get(str(ROOT), [])) <= {".venv"}  # present only where the venv sits inside the checkout
+
+
+def test_memory_is_bounded_for_the_sandbox_as_a_whole(monkeypatch):
+    # Scaled down from the issue's 4 x 1.46 GiB against 4 GiB: 4 x 200 MiB against 512 MiB. Each process is
+    # well within its own address-space limit; together they are not.
+    monkeypatch.setitem(code.LIMITS, "memory_bytes", 512 << 20)
+    monkeypatch.setitem(code.LIMITS, "time_s", 6.0)
+    src = """import os, sys, time
+children = []
+for _ in range(3):
+    pid = os.fork()
+    if pid == 0:
+        held = b"1" * (200 << 20)
+        time.sleep(1)
+        os._exit(0)
+    children.append(pid)
+held = b"1" * (200 << 20)
+time.sleep(1)
+codes = [os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]) for pid in children]
+print("children exited", codes, file=sys.stderr)
+print(3 if codes == [0, 0, 0] else "a child died")"""
+    reward, info = attack(src)
+    assert reward == 0.0, info
+    assert "-9" in info["failure"]["verdict"] or "-9" in info["failure"]["stderr"], info  # one was OOM-killed
+
+
+def test_temp_dir_writes_are_bounded_for_the_sandbox_as_a_whole(monkeypatch):
+    # 64 files of 16 MiB, each within RLIMIT_FSIZE: 1 GiB in all, against a 64 MiB temp dir.
+    monkeypatch.setitem(code.LIMITS, "time_s", 10.0)
+    src = """import sys
+written = 0
+try:
+    for i in range(64):
+        with open(f"f{i}", "wb") as f:
+            f.write(b"x" * (16 << 20))
+        written += 16 << 20
+except OSError as e:
+    print(e, "after", written, file=sys.stderr)
+print(3 if written == 1 << 30 else written)"""
+    reward, info = attack(src)
+    assert reward == 0.0 and "No space left on device" in info["failure"]["stderr"], info
+    assert int(info["failure"]["stderr"].split("after")[1]) <= code.LIMITS["disk_bytes"]
+
+
+def test_a_fork_bomb_does_not_starve_a_concurrent_sandbox(monkeypatch):
+    monkeypatch.setitem(code.LIMITS, "time_s", 4.0)
+    bomb = "import os\nwhile True:\n    try:\n        os.fork()\n    except OSError:\n        pass"
+    threads = "import threading\nts = [threading.Thread(target=sum, args=([1],)) for _ in range(32)]\n" \
+              "[t.start() for t in ts]\n[t.join() for t in ts]\nprint(3)"
+    bombed = {}
+    with ThreadPoolExecutor(1) as pool:
+        future = pool.submit(attack, bomb)
+        time.sleep(1.5)  # the bomb has filled its sandbox's process limit
+        assert not future.done()
+        reward, info = code.verify(fence(threads), ONE_TEST)
+        bombed["reward"], _ = future.result()
+    assert reward == 1.0, info
+    assert bombed["reward"] == 0.0
+
+
+def test_nested_user_namespaces_are_refused():
+    src = "import ctypes, os\nlibc = ctypes.CDLL(None, use_errno=True)\n" \
+          "if libc.unshare(0x10000000) != 0:\n    raise OSError(ctypes.get_errno(), os.strerror(ctypes.get_errno()))\n" \
+          "print(3)"
+    reward, info = attack(src)
+    assert reward == 0.0 and "Operation not permitted" in info["failure"]["stderr"], info
 
 
 def nobody_python() -> str:
