@@ -8,7 +8,8 @@
     python analyze.py [demo]     # weights + kl on the tiny preset and planted shifts of it, answers known in advance
 
 weights: where RL moved the weights (the paper's Fig. 3). θ_sft is the base, θ_i an analysed checkpoint, n entries.
-  shift      δ_i = θ_i − θ_sft, in fp32
+  shift      δ_i = θ_i − θ_sft, in fp32; a model stored in a coarser dtype than θ_sft (bf16 beside fp32) is read at
+             θ_sft's precision (merge.on_base_precision), so rounding alone is no shift
   mask       m_i = [|θ_i − θ_sft| > η · max(|θ_i|, |θ_sft|)], η = --eta = 1e-3: the entries RL changed
   density    p_i = |m_i| / n
   Jaccard    J_ij = |m_i ∧ m_j| / |m_i ∨ m_j|, beside the random baseline of equal densities: independent uniform masks
@@ -74,9 +75,10 @@ from matplotlib.figure import Figure
 from tqdm import tqdm
 
 from benchmarks import fill
+from cli import non_negative_float, positive_int
 from data.record import DOMAINS, load_records
 from evaluate import load_benchmarks, save_figure
-from merge import Checkpoints, label_pairs, tensor_headers
+from merge import Checkpoints, label_pairs, on_base_precision, tensor_headers
 from model import TINY_DIR, CheckpointReader, SamplingParams, from_preset, load_model, save_model, write_atomic
 from rollout import open_engine
 from tokenizer import Tokenizer, split_reasoning
@@ -99,7 +101,8 @@ def parse_args(argv=None):
     w = sub.add_parser("weights", parents=[seeded], help="shift masks, Jaccard overlaps, cosines per module type")
     w.add_argument("--base", required=True, help="the SFT checkpoint every analysed model started from (HF dir)")
     w.add_argument("--models", nargs="+", required=True, metavar="LABEL=DIR", help="RL, merged, MT-OPD checkpoints")
-    w.add_argument("--eta", type=float, default=1e-3, help="η: an entry changed if |δ| > η · max(|θ|, |θ_sft|)")
+    w.add_argument("--eta", type=non_negative_float, default=1e-3,
+                   help="η: an entry changed if |δ| > η · max(|θ|, |θ_sft|)")
     w.add_argument("--device", default="cpu", help="where the arithmetic runs, e.g. cuda")
 
     k = sub.add_parser("kl", parents=[seeded], help="KL(expert || multi) per domain, with performance deltas")
@@ -109,16 +112,18 @@ def parse_args(argv=None):
     k.add_argument("--domains", default=",".join(DOMAINS), help="comma-separated: the columns")
     k.add_argument("--prompts", nargs="+", default=[], metavar="DOMAIN=FILE",
                    help="Record JSONL of a domain's prompts (default data/toy/eval/DOMAIN.jsonl)")
-    k.add_argument("--limit", type=int, default=32, help="prompts per domain")
-    k.add_argument("--n", type=int, default=4, help="responses sampled per prompt")
-    k.add_argument("--max-new-tokens", type=int, default=128)
-    k.add_argument("--temperature", type=float, default=1.0, help="sampling and scoring temperature (> 0)")
-    k.add_argument("--threshold", type=float, default=0.05, help="policy neighbourhood: KL ≤ this (nats per token)")
+    k.add_argument("--limit", type=positive_int, default=32, help="prompts per domain")
+    k.add_argument("--samples", type=positive_int, default=4, help="responses sampled per prompt")
+    k.add_argument("--max-new-tokens", type=positive_int, default=128)
+    k.add_argument("--temperature", type=non_negative_float, default=1.0, help="sampling and scoring temperature (> 0)")
+    k.add_argument("--threshold", type=non_negative_float, default=0.05,
+                   help="policy neighbourhood: KL ≤ this (nats per token)")
     k.add_argument("--eval", help="evaluate.py's --out, for Δ = Avg(multi) − Avg(expert) (models named as here)")
     k.add_argument("--benchmarks", nargs="+", default=[], metavar="DOMAIN=BENCHMARK",
                    help="the benchmark giving a domain's Δ (default toy_DOMAIN)")
     k.add_argument("--engine", default="auto", choices=["auto", "native", "vllm"], help="sampling engine (rollout.py)")
-    k.add_argument("--batch-size", type=int, default=64, help="sequences per engine call and per scoring forward")
+    k.add_argument("--batch-size", type=positive_int, default=64,
+                   help="sequences per engine call and per scoring forward")
     k.add_argument("--device", default="cpu", help="where the models score, e.g. cuda")
 
     g = sub.add_parser("gains", parents=[common], help="gain consistency of combined models with the single-task union")
@@ -134,15 +139,17 @@ def parse_args(argv=None):
     v.add_argument("--eval", default="results",
                    help="evaluate.py's --out (samples/<model>/<benchmark>.jsonl and args.json)")
     v.add_argument("--benchmarks", help="comma-separated (default: every benchmark evaluated for the first model)")
-    v.add_argument("--limit", type=int, help="the first N items of each benchmark, each with all its samples")
+    v.add_argument("--limit", type=positive_int, help="the first N items of each benchmark, each with all its samples")
     v.add_argument("--sft", default="sft", help="the model the claims compare with")
     v.add_argument("--multi", default="rl-multi", help="the multi-task RL model, for the claim that it improves both")
-    v.add_argument("--temperature", type=float, default=0.0, help="the judge's sampling temperature (0 = greedy)")
-    v.add_argument("--max-new-tokens", type=int, default=2048, help="the judge's budget: its thinking and verdict")
+    v.add_argument("--temperature", type=non_negative_float, default=0.0,
+                   help="the judge's sampling temperature (0 = greedy)")
+    v.add_argument("--max-new-tokens", type=positive_int, default=2048,
+                   help="the judge's budget: its thinking and verdict")
     v.add_argument("--thinking", action=argparse.BooleanOptionalAction, default=True,
                    help="Qwen3's thinking mode for the judge (--no-thinking: the empty think block)")
     v.add_argument("--engine", default="auto", choices=["auto", "native", "vllm"], help="judging engine (rollout.py)")
-    v.add_argument("--batch-size", type=int, default=64, help="judge prompts per engine call")
+    v.add_argument("--batch-size", type=positive_int, default=64, help="judge prompts per engine call")
 
     sub.add_parser("demo", parents=[seeded], help="weights and kl on the tiny preset (the default command)")
     if not argv or argv[0].startswith("-") and argv[0] not in ("-h", "--help"):
@@ -198,8 +205,9 @@ def shift_statistics(ckpt: Checkpoints, name: str, eta: float, seed: int, device
     gram = torch.zeros_like(inter)
     projected = torch.zeros(n_models, PROJ_DIM, dtype=torch.float64, device=device)
     for c, start in enumerate(range(0, base.numel(), CHUNK)):
-        b = base[start:start + CHUNK].float()  # (C,)
-        theta = torch.stack([t[start:start + CHUNK] for t in thetas]).float()  # (N, C)
+        b = base[start:start + CHUNK]  # (C,) as stored
+        theta = torch.stack([on_base_precision(t[start:start + CHUNK], b) for t in thetas])  # (N, C) fp32
+        b = b.float()
         delta = theta - b
         mask = (delta.abs() > eta * torch.maximum(theta.abs(), b.abs())).double()  # (N, C)
         inter += mask @ mask.T
@@ -331,11 +339,11 @@ def kl(args, out: Path):
     cells = {}
     for label, path in tqdm(experts.items(), desc="kl", unit="expert"):
         engine = open_engine(path, args.engine, args.batch_size)
-        samples = {d: engine.generate(prompts[d], args.n, SamplingParams(
+        samples = {d: engine.generate(prompts[d], args.samples, SamplingParams(
             max_new_tokens=args.max_new_tokens, temperature=args.temperature,
             seed=zlib.crc32(f"{args.seed}/{label}/{d}".encode()),
             stop_token_ids=[tokenizer.im_end_id, tokenizer.pad_id])) for d in domains}
-        del engine  # the sampler goes before the scorer comes: two models of this size at a time, never three
+        engine.close()  # the sampler goes before the scorer comes: two models of this size at a time, never three
         expert = load_model(path, args.device).eval()
         cells[label] = {}
         for d in domains:
@@ -348,7 +356,7 @@ def kl(args, out: Path):
         del expert
 
     report = {"multi": {multi_label: multi_dir}, "experts": experts, "domains": domains, "prompts": {
-              d: str(f) for d, f in files.items()}, "limit": args.limit, "n": args.n,
+              d: str(f) for d, f in files.items()}, "limit": args.limit, "samples": args.samples,
               "temperature": args.temperature, "threshold": args.threshold,
               "estimator": "KL(expert || multi) on the expert's samples; kl = sum k3 / tokens, "
                            "kl_k1 = sum k1 / tokens, kl_seq = sum k3 / responses", "cells": cells, "neighbourhood": neighbourhood(cells)}
@@ -658,7 +666,7 @@ def self_verify(args, out: Path):
                                 "finish_reason": r.finish_reason, "tokens": len(r.response_ids)}
                                for row, r, v in zip(responses[b], replies, verdicts)]
                 write_atomic(out / "self-verify" / name / f"{b}.jsonl", "".join(json.dumps(j) + "\n" for j in judged))
-        del engine  # one judge in memory at a time
+        engine.close()  # one judge in memory at a time
 
     average = {m: {mode: mean_over_benchmarks([cells[m][b][mode] for b in benchmarks]) for mode in MODES}
                for m in models}
@@ -818,7 +826,7 @@ def demo(out: Path, seed: int):
         common = [f"--out={out}", f"--seed={seed}"]
         main(["weights", f"--base={base}", "--models", *(f"{label}={d}" for label, d in models.items()), *common])
         main(["kl", "--experts", *(f"{d}={models[d]}" for d in DOMAINS), f"--multi=multi={models['multi']}",
-              "--limit=8", "--n=2", "--max-new-tokens=32", "--engine=native", *common])
+              "--limit=8", "--samples=2", "--max-new-tokens=32", "--engine=native", *common])
     print(f"gains needs evaluate.py's per-sample JSONL: python analyze.py gains --eval DIR --out {out}")
 
 

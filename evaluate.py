@@ -50,6 +50,7 @@ from tqdm import tqdm
 
 import rewards
 from benchmarks import BENCHMARKS, BenchmarkError, Options, load, read_templates
+from cli import non_negative_float, non_negative_int, positive_int, probability
 from merge import label_pairs
 from model import TINY_DIR, SamplingParams, from_preset, write_atomic
 from rollout import NativeEngine, Sample, open_engine
@@ -69,16 +70,17 @@ parser.add_argument("--window", nargs="+", default=[], metavar="NAME=START:END",
                     help="LiveCodeBench release dates, e.g. lcb_v5=2024-08-01:2025-02-01")
 parser.add_argument("--template", nargs="+", default=[], metavar="KEY=FILE",
                     help="replace a prompt template (keys: benchmarks.TEMPLATES)")
-parser.add_argument("--k", type=int, default=4, help="samples per prompt")
+parser.add_argument("--k", type=positive_int, default=4, help="samples per prompt")
 parser.add_argument("--pass-k", default="", help="comma-separated k for pass@k, each at most --k")
-parser.add_argument("--limit", type=int, help="first N prompts of each benchmark")
+parser.add_argument("--limit", type=positive_int, help="first N prompts of each benchmark")
 # Qwen3's recommended sampling for thinking mode
-parser.add_argument("--temperature", type=float, default=0.6)
-parser.add_argument("--top-p", type=float, default=0.95)
-parser.add_argument("--top-k", type=int, default=20)
-parser.add_argument("--max-new-tokens", type=int, help="for every benchmark (default: each benchmark's own)")
+parser.add_argument("--temperature", type=non_negative_float, default=0.6)
+parser.add_argument("--top-p", type=probability, default=0.95)
+parser.add_argument("--top-k", type=non_negative_int, default=20)
+parser.add_argument("--max-new-tokens", type=positive_int, help="for every benchmark (default: each benchmark's own)")
 parser.add_argument("--engine", default="auto", choices=["auto", "native", "vllm"])
-parser.add_argument("--batch-size", type=int, default=64, help="sequences per engine call (one cache part each)")
+parser.add_argument("--batch-size", type=positive_int, default=64,
+                    help="sequences per engine call (one cache part each)")
 parser.add_argument("--seed", type=int, default=0)
 parser.add_argument("--out", default="results")
 
@@ -97,6 +99,7 @@ def main(args):
             model = Model(where, args.engine, args.batch_size)
             for bench, loaded in benchmarks.items():
                 results.setdefault(name, {})[bench] = evaluate(model, out, name, bench, loaded, pool, args, pass_ks)
+            model.close()  # before the next model's engine opens: one vLLM engine per process, the GPU to itself
     write_atomic(out / "results.json", json.dumps(results, indent=2))
     report = table(results, list(benchmarks), args.k, pass_ks, {b: loaded.notes for b, loaded in benchmarks.items()})
     write_atomic(out / "table.md", report)
@@ -162,6 +165,10 @@ class Model:
             return NativeEngine(from_preset(self.preset), self.tokenizer, self.batch_size)
         # evaluation has the GPU to itself, unlike a trainer's colocated engine (vLLM's share; native ignores it)
         return open_engine(self.where, self.kind, self.batch_size, gpu_memory_utilization=0.9)
+
+    def close(self):
+        if "engine" in vars(self):  # started: cached_property keeps it in the instance dict
+            vars(self).pop("engine").close()
 
 
 # ----------------------------------------------------------------------------------------------------------

@@ -36,9 +36,9 @@ import dist as m2rl_dist
 import rewards
 from cli import (existing_file, model_dir, non_negative_float, non_negative_int, positive_float, positive_int,
                  probability)
-from data.blend import load_blend, realise
-from data.record import DOMAINS, load_records
-from model import DTYPES, Qwen3Config, Qwen3ForCausalLM, SamplingParams, load_model
+from data.blend import BlendError, load_blend, realise
+from data.record import DOMAINS, RecordError, load_records
+from model import DTYPES, CheckpointError, Qwen3Config, Qwen3ForCausalLM, SamplingParams, load_model
 from rollout import NativeEngine, open_engine
 from tokenizer import Tokenizer
 from merge import label_pairs
@@ -577,11 +577,20 @@ def parse_domains(text: str) -> list[str]:
 
 def load_prompts(records, where: str, domains, tokenizer, args, rank) -> dict[str, list]:
     """{domain: [(record, prompt token ids)]} for the chosen domains. Records of other domains are skipped, and
-    prompts longer than --max-prompt-len dropped (verl's filter_overlong_prompts), both counted."""
+    prompts longer than --max-prompt-len dropped (verl's filter_overlong_prompts), both counted.
+
+    A prompt far too long is dropped before it is tokenised (a 5 MB one took 28 s and 1.3 GB to tokenise): a token
+    spells at most L characters, L the longest vocabulary entry (128 for Qwen3), and NFC normalisation merges at most
+    3 code points into one, so the user and system turns, which the template renders whole, hold at least
+    chars / (3 L) tokens: more than 3 L * --max-prompt-len characters is certainly too long."""
     prompts, skipped, too_long = {d: [] for d in domains}, 0, 0
+    max_chars = 3 * max(map(len, tokenizer.tok.get_vocab(with_added_tokens=True))) * args.max_prompt_len  # see above
     for record in records:
         if record.domain not in prompts:
             skipped += 1
+            continue
+        if sum(len(m["content"]) for m in record.messages if m["role"] != "assistant") > max_chars:
+            too_long += 1
             continue
         ids = tokenizer.encode_chat(record.messages, add_generation_prompt=True, enable_thinking=not args.no_thinking)
         if len(ids) > args.max_prompt_len:
@@ -720,4 +729,7 @@ class Stats:
 
 
 if __name__ == "__main__":
-    main(parser.parse_args())
+    try:
+        main(parser.parse_args())
+    except (BlendError, CheckpointError, FileNotFoundError, RecordError) as e:  # bad input: one line naming it
+        raise SystemExit(f"error: {e}") from None

@@ -4,112 +4,150 @@
     torchrun --nproc_per_node 8 train_sft.py --model /data/Qwen3-4B-Base --data sft.jsonl --out runs/sft
     torchrun --nproc_per_node 8 train_sft.py --model /data/Qwen3-4B-Base --blend data/blends/m2rl_sft.json
 
-Reads top-down: config -> data (tokenise with the chat template and loss mask, pack into rows) -> model (sharded)
--> loop. The loss is the per-token negative log-likelihood averaged over all assistant tokens of the global batch,
-whatever the number of ranks or micro-batches (so 1 and N processes follow the same curve).
+Reads top-down: config -> data (a token count per record, then a seeded stream of documents packed into rows) ->
+model (sharded) -> loop (each rank reads and tokenises only its rows of the step). The loss is the per-token negative
+log-likelihood averaged over all assistant tokens of the global batch, whatever the number of ranks or micro-batches
+(so 1 and N processes follow the same curve).
+
+The data is never in memory: records are read by seeking (data/blend.py's line index; --data is a blend of each
+file once), a first pass keeps only each line's token count (4 bytes; the ranks share it), and every epoch shuffles
+the samples by index with a generator seeded by (--seed, epoch). Not a bounded shuffle buffer: a blend yields its
+sources one after another, so a buffer smaller than the data would train domain by domain, and a line repeated 10x
+would land in the same few steps. The trainer state keeps the stream position: a resumed run goes on exactly.
 """
 import argparse
 import json
 import math
 import os
 import time
+from collections import Counter
 from pathlib import Path
 
+import numpy as np
 import torch
 import torch.distributed as dist
 from tqdm import tqdm
 
 import dist as m2rl_dist
-from data.blend import load_blend, realise
-from data.record import load_records
-from model import TINY_DIR, from_preset, load_model, recompute_activations
+from cli import existing_file, model_dir, non_negative_float, non_negative_int, positive_float, positive_int
+from data.blend import Blend, BlendError, load_blend, parse_blend, realise
+from data.record import RecordError
+from model import DTYPES, TINY_DIR, CheckpointError, preset_config
 from tokenizer import Tokenizer
 
 ROOT = Path(__file__).resolve().parent
 parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-parser.add_argument("--model", help="HF Qwen3 directory to start from (default: a fresh --preset model)")
+parser.add_argument("--model", type=model_dir,
+                    help="HF Qwen3 directory to start from (default: a fresh --preset model)")
 parser.add_argument("--preset", default="tiny")
 data_args = parser.add_mutually_exclusive_group()
-data_args.add_argument("--data", nargs="+", help="record JSONL files with a `response`, each record once")
-data_args.add_argument("--blend", help="a blend file (data/blend.py): sources, counts and sampling methods; the "
-                                       "realised counts go to OUT/blend.md (default: data/blends/toy_sft.json, the "
-                                       "toy SFT split of every domain)")
+data_args.add_argument("--data", nargs="+", type=existing_file,
+                       help="record JSONL files with a `response`, each record once")
+data_args.add_argument("--blend", type=existing_file,
+                       help="a blend file (data/blend.py): sources, counts and sampling methods; the realised counts "
+                            "go to OUT/blend.md (default: data/blends/toy_sft.json, the toy SFT split of every domain)")
 parser.add_argument("--skip-bad", action="store_true", help="count and skip malformed lines instead of stopping")
 parser.add_argument("--out", default="runs/sft")
-parser.add_argument("--seq-len", type=int, default=512, help="tokens per packed row")
-parser.add_argument("--batch-rows", type=int, default=8, help="rows per optimizer step, over all ranks")
-parser.add_argument("--micro-rows", type=int, default=4, help="rows per forward/backward on one rank")
-parser.add_argument("--epochs", type=float, default=1.0)
+parser.add_argument("--seq-len", type=positive_int, default=512, help="tokens per packed row")
+parser.add_argument("--batch-rows", type=positive_int, default=8, help="rows per optimizer step, over all ranks")
+parser.add_argument("--micro-rows", type=positive_int, default=4, help="rows per forward/backward on one rank")
+parser.add_argument("--epochs", type=positive_float, default=1.0)
 # Paper defaults (M2RL SFT) when fine-tuning a --model: AdamW, lr 5e-5 -> 5e-6 cosine, 10% warm-up, weight decay
 # 0.1, betas 0.9/0.95. A tiny preset starts from random weights, so it trains at the rates measured for it in
 # shared/TOY_NOTES.md (peak 2e-3, weight decay 0.01).
-parser.add_argument("--lr", type=float, help="peak learning rate (default: 5e-5 with --model, 2e-3 for a preset)")
-parser.add_argument("--min-lr", type=float, help="final learning rate (default: --lr / 10)")
-parser.add_argument("--warmup", type=float, default=0.1, help="fraction of the steps")
-parser.add_argument("--weight-decay", type=float, help="(default: 0.1 with --model, 0.01 for a preset)")
+parser.add_argument("--lr", type=non_negative_float,
+                    help="peak learning rate (default: 5e-5 with --model, 2e-3 for a preset)")
+parser.add_argument("--min-lr", type=non_negative_float, help="final learning rate (default: --lr / 10)")
+parser.add_argument("--warmup", type=non_negative_float, default=0.1, help="fraction of the steps")
+parser.add_argument("--weight-decay", type=non_negative_float, help="(default: 0.1 with --model, 0.01 for a preset)")
 parser.add_argument("--betas", type=float, nargs=2, default=(0.9, 0.95))
-parser.add_argument("--grad-clip", type=float, default=1.0)
+parser.add_argument("--grad-clip", type=positive_float, default=1.0)
 parser.add_argument("--no-thinking", action="store_true", help="train the non-thinking format (empty think block)")
 parser.add_argument("--activation-checkpointing", action="store_true")
-parser.add_argument("--save-every", type=int, default=0, help="steps between resumable checkpoints (0: only the end)")
+parser.add_argument("--save-every", type=non_negative_int,
+                    help="steps between resumable checkpoints (0: only the end; default: 1000 with --model, 0 for a "
+                         "preset). The paper's SFT is ~55,000 steps of 512 samples (14.1M samples, 2 epochs): 1000 "
+                         "steps is under 2%% of it, hours on 8 GPUs at most lost to a crash")
+parser.add_argument("--save-dtype", default="auto", choices=("auto", "float32", "bfloat16"),
+                    help="dtype of the saved HF weights (auto: the --model checkpoint's, e.g. bf16 for a Hugging Face "
+                         "Qwen3; fp32 for a preset); the trainer state keeps the fp32 master weights whatever this says")
+parser.add_argument("--keep-last", type=non_negative_int, default=2,
+                    help="resumable trainer states kept: the newest N (0: all); older steps keep their HF weights")
 parser.add_argument("--seed", type=int, default=0)
 
 
 def main(args):
-    args.lr = args.lr or (5e-5 if args.model else 2e-3)
+    args.lr = args.lr if args.lr is not None else 5e-5 if args.model else 2e-3
     args.min_lr = args.min_lr if args.min_lr is not None else args.lr / 10
+    args.save_every = args.save_every if args.save_every is not None else 1000 if args.model else 0
     args.weight_decay = args.weight_decay if args.weight_decay is not None else (0.1 if args.model else 0.01)
     args.blend = args.blend or (None if args.data else str(ROOT / "data/blends/toy_sft.json"))
     rank, world, device = m2rl_dist.init()
     torch.manual_seed(args.seed)
     out = Path(args.out)
-    m2rl_dist.record_args(out, args)
+    m2rl_dist.lock(out)
 
-    # data: every record becomes one document of token ids and next-token targets (-100 off the assistant turns)
+    # data: a stream of documents (a record rendered in the chat format: token ids, and next-token targets -100 off
+    # the assistant turns), packed into rows as the loop needs them; no rank ever holds the data set. A first pass
+    # keeps only each drawn line's token count, and from the counts and the seed alone every rank knows the whole
+    # plan: which documents share a row, which rows make a step, how many steps there are (the lr schedule needs it).
     tokenizer = Tokenizer.from_dir(args.model or TINY_DIR)
-    if args.blend:
-        blend = realise(load_blend(args.blend))  # indexed and drawn; records streamed below
-        records = blend.records(skip_bad=args.skip_bad)
-    else:
-        records = (r for path in args.data for r in load_records(path, skip_bad=args.skip_bad))
-    documents = [tokenize(r, tokenizer, not args.no_thinking) for r in records]
-    if args.blend and rank == 0:
+    blend = realise(load_blend(args.blend) if args.blend else files_blend(args.data))  # indexed and drawn, not read
+    lengths = count_tokens(blend, tokenizer, not args.no_thinking, args.skip_bad, rank, world)
+    if rank == 0:
         print(blend.table())
         blend.save(out)  # blend.md + blend.json: what this run trained on
-    rows = pack(documents, args.seq_len, tokenizer.pad_id, args.seed)
-    steps = int(args.epochs * len(rows)) // args.batch_rows
+    copies = np.where(lengths > 0, blend.copies(), 0)  # (items,) samples per epoch; dropped lines none
+    end = int(args.epochs * copies.sum())  # the run's documents: positions [0, end) of the stream
+    n_rows = sum(1 for _ in packed_rows(lengths, copies, args.seq_len, args.seed, 0, end))
+    steps = n_rows // args.batch_rows
     if args.batch_rows % (world * args.micro_rows):
         raise SystemExit(f"--batch-rows {args.batch_rows} must be a multiple of ranks x --micro-rows "
                          f"({world} x {args.micro_rows}): every rank runs the same number of micro-batches")
     if steps == 0:
-        raise SystemExit(f"{len(rows)} packed rows make no step of --batch-rows {args.batch_rows}")
+        raise SystemExit(f"{n_rows} packed rows make no step of --batch-rows {args.batch_rows}")
+    done = m2rl_dist.steps_done(out)
+    if done > steps:
+        raise SystemExit(f"--epochs {args.epochs}: {out} already holds step {done} of a longer run ({steps} steps "
+                         f"here); ask for more epochs to continue that run, or give a new --out")
+    if done == steps:  # a finished run started again: its latest checkpoint and args.json stay as they are
+        if rank == 0:
+            print(f"{out} is already at step {done} of {steps}: nothing to do")
+        dist.destroy_process_group()
+        return
+    m2rl_dist.record_args(out, args)
 
-    # model: built, sharded with FSDP2, optimizer over the shards
-    model = load_model(args.model, dtype=torch.float32) if args.model else from_preset(args.preset, args.seed)
-    if args.activation_checkpointing:
-        recompute_activations(model)
-    model = m2rl_dist.shard(model.to(device), bf16=device.type == "cuda")
+    # model: built on the meta device, sharded with FSDP2, each rank filling only its shard; optimizer over the shards
+    bf16 = device.type == "cuda"
+    model = m2rl_dist.load_sharded(args.model, device, bf16, recompute=args.activation_checkpointing) if args.model \
+        else m2rl_dist.init_sharded(preset_config(args.preset), args.seed, device, bf16, args.activation_checkpointing)
+    save_dtype = DTYPES.get(model.config.dtype if args.save_dtype == "auto" else args.save_dtype, torch.float32)
     optimizer = adamw(model, args.lr, args.betas, args.weight_decay)
 
-    start = 0
+    start, position = 0, 0  # position: the stream's next document
     resume_from = m2rl_dist.latest_checkpoint(out)
     if resume_from:
-        start = m2rl_dist.load_trainer_state(resume_from, model, optimizer)["step"]
+        state = m2rl_dist.load_trainer_state(resume_from, model, optimizer)
+        start, position = state["step"], state["documents"]
         if rank == 0:
-            print(f"resumed from {resume_from} at step {start}")
+            print(f"resumed from {resume_from} at step {start}, document {position:,} of {end:,}")
     metrics = Metrics(out / "metrics.jsonl", keep_below=start) if rank == 0 else None
 
     # loop
     micro_per_step = args.batch_rows // (world * args.micro_rows)
+    stream = packed_rows(lengths, copies, args.seq_len, args.seed, position, end)
     progress = tqdm(range(start, steps), initial=start, total=steps, disable=rank != 0, desc="sft")
     for step in progress:
         t0 = time.perf_counter()
         lr = lr_at(step, steps, args)
         for group in optimizer.param_groups:
             group["lr"] = lr
-        batch = rows_of_step(rows, step, args.batch_rows, args.seed)  # (batch_rows, 3, seq_len): ids, positions, targets
-        n_targets = int((batch[:, 2] != -100).sum())  # every rank sees the whole global batch: no collective needed
-        mine = batch[rank::world]
+        rows = [next(stream) for _ in range(args.batch_rows)]  # [(items, stream position after the row)]
+        position = rows[-1][1]
+        # this rank's rows of the step, read and tokenised now: (batch_rows / world, 3, seq_len) ids, positions, targets
+        mine = torch.tensor([row_of(items, blend, tokenizer, not args.no_thinking, args.seq_len)
+                             for items, _ in rows[rank::world]])
+        n_targets = int(m2rl_dist.all_reduce_sum(float((mine[:, 2] != -100).sum())))  # over the global batch
         loss_sum = 0.0
         for micro in mine.split(args.micro_rows):
             ids, positions, targets = (t.to(device) for t in micro.unbind(1))
@@ -134,7 +172,8 @@ def main(args):
             progress.set_postfix(loss=f"{loss_value:.4f}", lr=f"{lr:.2e}")
 
         if (args.save_every and (step + 1) % args.save_every == 0) or step + 1 == steps:
-            m2rl_dist.save_step(out, step + 1, model, optimizer, source_dir=args.model or TINY_DIR)
+            m2rl_dist.save_step(out, step + 1, model, optimizer, source_dir=args.model or TINY_DIR, dtype=save_dtype,
+                                keep_last=args.keep_last, documents=position)
     m2rl_dist.link_latest(out, steps)
     if rank == 0:
         print(f"done: {out / 'latest'} (HF checkpoint), metrics in {out / 'metrics.jsonl'}")
@@ -154,34 +193,73 @@ def tokenize(record, tokenizer, enable_thinking):
     return ids, targets
 
 
-def pack(documents, seq_len, pad_id, seed):
-    """Documents shuffled (seeded), then laid end to end into rows of seq_len tokens; a document that would cross a
-    row's end starts the next row, one longer than a row is cut. Positions restart at 0 for each document, which is
-    how model.py keeps attention inside it. Returns a (rows, 3, seq_len) long tensor: ids, positions, targets."""
-    order = torch.randperm(len(documents), generator=torch.Generator().manual_seed(seed)).tolist()
-    rows, row = [], ([], [], [])
-    for i in order:
-        ids, targets = (x[:seq_len] for x in documents[i])
-        if len(row[0]) + len(ids) > seq_len:
-            rows.append(pad_row(row, seq_len, pad_id))
-            row = ([], [], [])
+def files_blend(paths) -> Blend:
+    """--data as a blend: each file's records once."""
+    return parse_blend({"seed": 0, "sources": [{"name": p, "paths": [p], "converter": "record", "method": "all"}
+                                               for p in paths]}, Path.cwd(), "--data")
+
+
+def count_tokens(blend, tokenizer, enable_thinking, skip_bad, rank, world) -> np.ndarray:
+    """(items,) int32: each drawn line's token count as a document, 0 when the line is dropped. Each rank tokenises
+    every world-th line; the counts, and the kept/dropped tallies of the blend's table, are gathered to all."""
+    lines = tqdm(blend.lines(skip_bad, rank, world), total=len(range(rank, blend.items, world)), disable=rank != 0,
+                 desc="counting tokens", unit="line")
+    mine = np.fromiter((len(tokenize(r, tokenizer, enable_thinking)[0]) if r else 0 for _, _, r in lines), np.int32)
+    shares = m2rl_dist.gather((mine, blend.kept, blend.dropped))
+    lengths = np.zeros(blend.items, np.int32)
+    for r, (share, _, _) in enumerate(shares):
+        lengths[r::world] = share
+    blend.kept = [sum(per_rank, Counter()) for per_rank in zip(*(kept for _, kept, _ in shares))]
+    blend.dropped = [sum(per_rank, Counter()) for per_rank in zip(*(dropped for _, _, dropped in shares))]
+    return lengths
+
+
+def epoch_order(copies, epoch, seed) -> np.ndarray:
+    """Epoch `epoch` of the document stream: every item `copies` times, shuffled by a generator seeded with (seed,
+    epoch), so that any epoch is drawn without the ones before it."""
+    order = np.repeat(np.arange(len(copies), dtype=np.int32), copies)
+    np.random.default_rng([seed, epoch]).shuffle(order)
+    return order
+
+
+def packed_rows(lengths, copies, seq_len, seed, position, end):
+    """Yield (items of a row, stream position after the row) for the documents at stream positions [position, end):
+    laid end to end in stream order, a document that would cross a row's end starts the next row, one longer than
+    a row is cut. The rows follow from the lengths, the seed and the position alone, so every rank packs the same
+    ones, and a run resumed at a row's first document continues the uninterrupted run's stream exactly."""
+    per_epoch, epoch = int(copies.sum()), None
+    row, used = [], 0
+    while position < end:
+        if position // per_epoch != epoch:
+            epoch = position // per_epoch
+            order = epoch_order(copies, epoch, seed)
+        item = int(order[position % per_epoch])
+        n = min(int(lengths[item]), seq_len)
+        if row and used + n > seq_len:
+            yield row, position
+            row, used = [], 0
+        row.append(item)
+        used += n
+        position += 1
+    if row:
+        yield row, position
+
+
+def row_of(items, blend, tokenizer, enable_thinking, seq_len) -> list[list[int]]:
+    """The documents of `items`, read and tokenised, end to end in one row: ids, positions (restarting at 0 for each
+    document, which is how model.py keeps attention inside it), targets; then padding."""
+    row = ([], [], [])
+    for item in items:
+        ids, targets = (x[:seq_len] for x in tokenize(blend.read(item), tokenizer, enable_thinking))
         row[0].extend(ids)
         row[1].extend(range(len(ids)))
         row[2].extend(targets)
-    if row[0]:
-        rows.append(pad_row(row, seq_len, pad_id))
-    return torch.tensor(rows, dtype=torch.long)
+    return pad_row(row, seq_len, tokenizer.pad_id)
 
 
 def pad_row(row, seq_len, pad_id):
     n = seq_len - len(row[0])  # the padding is one more document, with no targets
     return [row[0] + [pad_id] * n, row[1] + list(range(n)), row[2] + [-100] * n]
-
-
-def rows_of_step(rows, step, batch_rows, seed):
-    """The global batch of a step: a function of the step alone, so a resumed run reads exactly the rows an
-    uninterrupted run would have read."""
-    return rows[stream_indices(len(rows), step * batch_rows, batch_rows, seed)]
 
 
 def stream_indices(n, first, count, seed) -> torch.Tensor:
@@ -211,12 +289,24 @@ def lr_at(step, steps, args):
 
 class Metrics:
     """metrics.jsonl, one object per step. On resume, lines of steps after the checkpoint (written by the run that
-    died) are dropped, so the file reads as one uninterrupted run."""
+    died) are dropped, so the file reads as one uninterrupted run. So is a torn last line: a run that died mid-write
+    (a full disk) leaves one, and its step is redone."""
 
     def __init__(self, path: Path, keep_below: int):
         self.path = path
         if path.exists():
-            kept = [l for l in path.read_text().splitlines() if json.loads(l)["step"] <= keep_below]
+            lines = path.read_text().splitlines()
+            kept = []
+            for n, line in enumerate(lines, 1):
+                try:
+                    row = json.loads(line)
+                except json.JSONDecodeError as e:
+                    if n == len(lines):
+                        print(f"{path}:{n}: dropped a torn last line (the run that wrote it died mid-write)")
+                        break
+                    raise SystemExit(f"{path}:{n}: not valid JSON ({e}); repair or remove the line, then resume")
+                if row["step"] <= keep_below:
+                    kept.append(line)
             tmp = path.with_suffix(".tmp")
             tmp.write_text("".join(l + "\n" for l in kept))
             os.replace(tmp, path)
@@ -227,4 +317,7 @@ class Metrics:
 
 
 if __name__ == "__main__":
-    main(parser.parse_args())
+    try:
+        main(parser.parse_args())
+    except (BlendError, CheckpointError, FileNotFoundError, RecordError) as e:  # bad input: one line naming it
+        raise SystemExit(f"error: {e}") from None

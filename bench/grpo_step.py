@@ -19,9 +19,9 @@ sampling (temperature 1, no top-k/top-p, stop at <|im_end|>), and written as a M
   wall time between consecutive `on_step_end` callbacks (the whole cycle, logging included); its split comes from
   TRL's own profiling blocks (`transformers.generate`, `_calculate_rewards`, `_prepare_inputs`), which TRL only
   forwards to wandb/mlflow/trackio and which are collected here instead.
-- Rollout: one step's sequences (--prompts prompts drawn with --seed, x --n) from transformers' `generate` (fp32,
-  sdpa), rollout.py's native engine and, when vLLM imports, its vLLM engine with train_grpo's settings (dtype auto,
-  which runs this fp32 checkpoint in bf16; 1 GiB of KV cache; eager); one untimed call each, then --repeats timed
+- Rollout: one step's sequences (--prompts prompts drawn with --seed, x --group-size) from transformers' `generate`
+  (fp32, sdpa), rollout.py's native engine and, when vLLM imports, its vLLM engine with train_grpo's settings (dtype
+  auto, which runs this fp32 checkpoint in bf16; 1 GiB of KV cache; eager); one untimed call each, then --repeats timed
   calls, interleaved so that a busy machine slows all alike. tokens/s = generated tokens (up to and including the
   stop token) / wall time, summed over the repeats. The vLLM engine gives torch back its thread count after start.
 
@@ -51,7 +51,7 @@ parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.R
 parser.add_argument("--model", default=str(DEFAULT_MODEL), help="an HF Qwen3 checkpoint directory")
 parser.add_argument("--domains", default="math,code", help="the toy RL splits the prompts come from")
 parser.add_argument("--prompts", type=int, default=8, help="prompts per step")
-parser.add_argument("--n", type=int, default=8, help="samples per prompt (the group)")
+parser.add_argument("--group-size", type=int, default=8, help="samples per prompt (the group)")
 parser.add_argument("--max-new-tokens", type=int, default=128)
 parser.add_argument("--lr", type=float, default=2e-5)
 parser.add_argument("--warmup", type=int, default=2, help="steps run before the measured ones, not counted")
@@ -112,8 +112,8 @@ def vllm_unavailable() -> str | None:
 def m2rl_steps(args, engine: str, out: Path) -> dict:
     cmd = [sys.executable, str(ROOT / "train_grpo.py"), "--model", args.model, "--domains", args.domains,
            "--engine", engine, "--steps", str(args.warmup + args.steps), "--eval-every", "0",
-           "--prompts-per-step", str(args.prompts), "--n", str(args.n), "--max-response-len", str(args.max_new_tokens),
-           "--lr", str(args.lr), "--seed", str(args.seed), "--out", str(out)]
+           "--prompts-per-step", str(args.prompts), "--group-size", str(args.group_size), "--max-response-len",
+           str(args.max_new_tokens), "--lr", str(args.lr), "--seed", str(args.seed), "--out", str(out)]
     run_logged(cmd, out.with_suffix(".log"), f"m2rl ({engine} engine)")
     metrics = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()][args.warmup:]
     rows = []
@@ -128,7 +128,7 @@ def m2rl_steps(args, engine: str, out: Path) -> dict:
 def trl_steps(args, out: Path) -> dict:
     out.mkdir()
     cmd = [args.trl_python, __file__, "--trl-worker", str(out / "trl.json"), "--model", args.model, "--domains",
-           args.domains, "--prompts", str(args.prompts), "--n", str(args.n), "--max-new-tokens",
+           args.domains, "--prompts", str(args.prompts), "--group-size", str(args.group_size), "--max-new-tokens",
            str(args.max_new_tokens), "--lr", str(args.lr), "--warmup", str(args.warmup), "--steps", str(args.steps),
            "--seed", str(args.seed)]
     run_logged(cmd, out / "trl.log", "TRL GRPOTrainer")
@@ -139,7 +139,7 @@ def trl_steps(args, out: Path) -> dict:
 def summary(name: str, other_is: str, rows: list[dict], args) -> dict:
     """The mean of each per-step column; rollout tokens/s over all measured steps."""
     mean = {key: sum(r[key] for r in rows) / len(rows) for key in rows[0]}
-    tokens = sum(r["response_len"] for r in rows) * args.prompts * args.n
+    tokens = sum(r["response_len"] for r in rows) * args.prompts * args.group_size
     return {"name": name, "other_is": other_is, **mean, "rollout_tps": tokens / sum(r["generate"] for r in rows)}
 
 
@@ -193,7 +193,8 @@ def trl_worker(args):
 
     config = trl.GRPOConfig(
         output_dir=str(Path(args.trl_worker).parent / "trainer"), use_cpu=True, bf16=False,
-        gradient_checkpointing=False, per_device_train_batch_size=args.prompts * args.n, num_generations=args.n,
+        gradient_checkpointing=False, per_device_train_batch_size=args.prompts * args.group_size,
+        num_generations=args.group_size,
         max_completion_length=args.max_new_tokens, temperature=1.0, top_p=1.0, top_k=0,
         beta=0.0, loss_type="grpo", epsilon=0.2, epsilon_high=0.28,  # train_grpo's defaults
         learning_rate=args.lr, lr_scheduler_type="constant", warmup_steps=0, weight_decay=0.1, adam_beta1=0.9,
@@ -244,7 +245,7 @@ def rollout_throughput(args, vllm_missing, skipped) -> list[dict]:
 
     hf = transformers.AutoModelForCausalLM.from_pretrained(args.model, dtype=torch.float32,
                                                            attn_implementation="sdpa").eval()
-    rows = [ids for _, ids in prompts for _ in range(args.n)]
+    rows = [ids for _, ids in prompts for _ in range(args.group_size)]
     L = max(map(len, rows))
     input_ids = torch.tensor([[tokenizer.pad_id] * (L - len(r)) + r for r in rows])  # (B, L) left-padded
     attention_mask = (torch.arange(L)[None, :] >= torch.tensor([L - len(r) for r in rows])[:, None]).long()
@@ -259,9 +260,9 @@ def rollout_throughput(args, vllm_missing, skipped) -> list[dict]:
         return int(torch.where(finished.any(1), finished.int().argmax(1) + 1, out.shape[1]).sum())
 
     engines = {f"transformers {transformers.__version__} generate (fp32, sdpa)": run_transformers}
-    native = open_engine(args.model, "native", batch_size=args.prompts * args.n)
+    native = open_engine(args.model, "native", batch_size=args.prompts * args.group_size)
     engines["m2rl native engine (fp32)"] = lambda: sum(len(s.response_ids) for s in
-                                                       native.generate(prompts, args.n, sampling))
+                                                       native.generate(prompts, args.group_size, sampling))
     if vllm_missing:
         skipped.append(f"rollout with vLLM: {vllm_missing}")
     else:
@@ -269,7 +270,7 @@ def rollout_throughput(args, vllm_missing, skipped) -> list[dict]:
         engine = open_engine(args.model, "vllm", seed=args.seed, max_model_len=L + args.max_new_tokens)
         dtype = str(engine.llm.model_config.dtype).removeprefix("torch.")
         engines[f"m2rl vLLM engine (vllm {vllm.__version__}, {dtype})"] = lambda: sum(
-            len(s.response_ids) for s in engine.generate(prompts, args.n, sampling))
+            len(s.response_ids) for s in engine.generate(prompts, args.group_size, sampling))
 
     tokens, seconds = dict.fromkeys(engines, 0), dict.fromkeys(engines, 0.0)
     for fn in engines.values():
@@ -294,9 +295,9 @@ def toy_records(domains: str):
 def report(args, steps, rollout_rows, skipped, load_before) -> str:
     lines = ["# GRPO step and rollout throughput (`bench/grpo_step.py`)", "",
              f"Model `{args.model}`, prompts from the toy RL split of {args.domains}, {args.prompts} prompts x "
-             f"{args.n} samples, up to {args.max_new_tokens} new tokens, temperature 1; {torch.get_num_threads()} "
-             f"torch threads, {os.cpu_count()} cores, load average {load_before:.1f} before and "
-             f"{os.getloadavg()[0]:.1f} after (other jobs on the machine slow every number here; compare ratios "
+             f"{args.group_size} samples, up to {args.max_new_tokens} new tokens, temperature 1; "
+             f"{torch.get_num_threads()} torch threads, {os.cpu_count()} cores, load average {load_before:.1f} before "
+             f"and {os.getloadavg()[0]:.1f} after (other jobs on the machine slow every number here; compare ratios "
              f"within one run only).", ""]
     if steps:
         trl = next((s["step"] for s in steps if s["name"].startswith("TRL")), None)
@@ -312,7 +313,8 @@ def report(args, steps, rollout_rows, skipped, load_before) -> str:
         lines.append("")
     if rollout_rows:
         base = rollout_rows[0]["tps"]
-        lines += [f"## Rollout: {args.prompts * args.n} sequences, mean of {args.repeats} calls after one warm-up", "",
+        lines += [f"## Rollout: {args.prompts * args.group_size} sequences, mean of {args.repeats} calls after one "
+                  f"warm-up", "",
                   "| engine | tokens per call | s per call | tokens/s | speed-up over transformers |",
                   "|---|---|---|---|---|"]
         lines += [f"| {r['name']} | {r['tokens']:,.0f} | {r['seconds']:.2f} | {r['tps']:,.0f} | "

@@ -14,8 +14,8 @@ ROOT = Path(__file__).resolve().parents[1]
 ENV = {**os.environ, "OMP_NUM_THREADS": "1"}  # two ranks on two cores: one thread each
 SFT = os.environ.get("M2RL_TEST_SFT", str(ROOT / "data/tiny-sft"))
 RISE_STEPS, RISE_MARGIN = 20, 0.10  # measured +0.45 (code 0.10 -> 1.00, math 0.14 -> 0.14) at step 20
-SHORT = ["--model", SFT, "--domains", "math,code", "--prompts-per-step", "4", "--n", "4", "--max-response-len", "64",
-         "--lr", "1e-4", "--eval-every", "0", "--reward-workers", "1"]
+SHORT = ["--model", SFT, "--domains", "math,code", "--prompts-per-step", "4", "--group-size", "4",
+         "--max-response-len", "64", "--lr", "1e-4", "--eval-every", "0", "--reward-workers", "1"]
 
 
 def run(cmd, out, *args):
