@@ -9,25 +9,54 @@ Equivalence is math-verify's (HF): both sides are wrapped in `$...$`, `parse`d, 
 gold first, as its docs require (the comparison is not symmetric). math-verify handles `\\frac` vs `/`, `\\dfrac`,
 units and `\\text{}`, percentages, intervals, sets, and numeric tolerance; plain-text scientific notation
 ("3.5e4") it reads as 3.5*e*4, so that one form is rewritten to `3.5\\times 10^{4}` first.
+Parsing both sides and comparing them get TIMEOUT_S in all; past it the answer scores 0 with info["error"] (a
+timeout is a verifier failure, not a wrong answer: reward/error_fraction counts it).
 """
+import contextlib
 import re
+import signal
 import threading
 
 from math_verify import parse, verify as math_verify
 
 E_NOTATION = re.compile(r"^([+-]?\d+(?:\.\d+)?)[eE]([+-]?\d+)$")  # 3.5e4, -1.2E-03
+TIMEOUT_S = 10.0
+
+
+class Timeout(BaseException):
+    """Not an Exception: math-verify and sympy turn those - and math-verify's own timeout - into a silent False."""
 
 
 def verify(response: str, verifier: dict) -> tuple[float, dict]:
     answer = extract_answer(response)
     if answer is None:
         return 0.0, {"answer": None}
-    # math-verify bounds each parse/compare with signal.alarm, which works on a main thread only; off it
-    # (a caller's thread pool) the bound is the wall-clock limit of rewards.score_batch instead.
-    timeout = 5 if threading.current_thread() is threading.main_thread() else None
-    gold = parse(as_latex(verifier["answer"]), parsing_timeout=timeout)
-    pred = parse(as_latex(answer), parsing_timeout=timeout)
-    return float(math_verify(gold, pred, timeout_seconds=timeout)), {"answer": answer}
+    try:
+        with time_limit(TIMEOUT_S):  # math-verify's own limits are off: it reports their expiry as False
+            gold = parse(as_latex(verifier["answer"]), parsing_timeout=None)
+            pred = parse(as_latex(answer), parsing_timeout=None)
+            same = math_verify(gold, pred, timeout_seconds=None)
+    except Timeout:
+        return 0.0, {"answer": answer, "error": f"math-verify timed out after {TIMEOUT_S} s"}
+    return float(same), {"answer": answer}
+
+
+@contextlib.contextmanager
+def time_limit(seconds: float):
+    """Raise Timeout in the block after `seconds`. SIGALRM reaches the main thread only; off it (a caller's thread
+    pool) there is no bound here, and the wall-clock limit of rewards.score_batch bounds the item instead."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    def expire(signum, frame):
+        raise Timeout
+    previous = signal.signal(signal.SIGALRM, expire)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
 
 
 def check_verifier(verifier: dict) -> None:

@@ -3,6 +3,8 @@
 Reference: the expected verdicts below are written by hand from the mathematics (is the answer the same
 number, set or interval as the gold?), independently of math-verify, which the module delegates to.
 """
+import time
+
 import pytest
 
 from rewards import math as math_reward
@@ -99,3 +101,13 @@ def test_check_verifier_names_the_key():
     for bad in ({}, {"answer": ""}, {"answer": 5}):
         with pytest.raises(ValueError, match='"answer"'):
             math_reward.check_verifier(bad)
+
+
+def test_a_timeout_scores_zero_with_the_error(monkeypatch):
+    # Two rational functions of degree 60: sympy needs seconds to tell them apart, past a 0.5 s limit.
+    monkeypatch.setattr(math_reward, "TIMEOUT_S", 0.5)
+    start = time.monotonic()
+    reward, info = math_reward.verify(r"\boxed{\frac{(x+2)^{60}}{(x-3)^{60}}}", {"answer": r"\frac{(x+1)^{60}}{(x-1)^{60}}"})
+    assert reward == 0.0 and info["error"] == "math-verify timed out after 0.5 s"  # reward/error_fraction counts it
+    assert time.monotonic() - start < 3
+    assert math_reward.verify(r"\boxed{\frac{1}{2}}", {"answer": "0.5"}) == (1.0, {"answer": r"\frac{1}{2}"})
