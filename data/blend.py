@@ -33,6 +33,7 @@ reading, the table adds the records kept and the lines the converter skipped (e.
     from data.blend import load_blend, realise
     realised = realise(load_blend("data/blends/toy_sft.json"))   # index + draw: the counts, no record read yet
     for record in realised.records(): ...                        # streamed, source by source, in file order
+    realised.read(item)                                          # one drawn line by seeking (train_sft's order)
     print(realised.table()); realised.save("runs/x")
 """
 import argparse
@@ -285,47 +286,71 @@ def realise(blend: Blend, seed: int | None = None) -> "Realised":
 # ---- the realised blend: records, table ------------------------------------------------------------------------
 
 class Realised:
-    """The drawn lines of every source; `records()` streams them, `table()` / `save()` report the counts."""
+    """The drawn lines of every source; `records()` streams them, `table()` / `save()` report the counts.
+
+    The drawn lines are numbered 0 .. items-1, source by source in file order (the order records() reads them): a
+    source read whole at least once (passes >= 1) has every line as an item, a sampled one only its drawn lines. An
+    item stands for `copies()` samples. `lines()` reads each item once, or every parts-th one (one rank's share), and
+    `read(item)` reads one by seeking, so a trainer can visit the samples in any order without holding them."""
 
     def __init__(self, blend: Blend, seed: int, draws: list[Draw]):
         self.blend, self.seed, self.draws = blend, seed, draws
         self.total = sum(d.samples for d in draws)
-        # filled by records(), per source, in samples: kept by domain, and dropped by reason ("skipped: uses tools")
+        self.first_item = np.cumsum([0] + [d.lines if d.passes else len(d.extra) for d in draws])  # (sources + 1,)
+        self.items = int(self.first_item[-1])
+        # filled by lines(), per source, in samples: kept by domain, and dropped by reason ("skipped: uses tools")
         self.kept: list[Counter] | None = None
         self.dropped: list[Counter] | None = None
 
+    def copies(self) -> np.ndarray:
+        """(items,) int32: how many samples each item is; they sum to `total`."""
+        return np.concatenate([d.passes + np.bincount(d.extra, minlength=d.lines) if d.passes
+                               else np.ones(len(d.extra), np.int64) for d in self.draws]).astype(np.int32)
+
     def records(self, skip_bad: bool = False):
         """Yield the blend's records, source by source, each source's lines in file order, a line drawn k times
-        k times in a row (shuffle downstream: train_sft packs documents in a seeded order). A malformed line raises
-        RecordError naming file, line and source; with skip_bad it is counted and skipped. Lines the converter
-        skips (rows with tools, ...) are counted, as in data/convert.py."""
+        k times in a row (shuffle downstream). A malformed line raises RecordError naming file, line and source;
+        with skip_bad it is counted and skipped. Lines the converter skips (rows with tools, ...) are counted, as in
+        data/convert.py."""
+        for _, k, record in self.lines(skip_bad):
+            if record is not None:
+                for _ in range(k):
+                    yield record
+
+    def lines(self, skip_bad: bool = False, part: int = 0, parts: int = 1):
+        """Yield (item, copies, record) for the items with item % parts == part, in order, each line read and
+        converted once; record is None when the line is dropped. Fills `kept` and `dropped` for those items."""
         self.kept, self.dropped = [Counter() for _ in self.draws], [Counter() for _ in self.draws]
-        for d, kept, dropped in zip(self.draws, self.kept, self.dropped):
+        copies = self.copies()
+        for d, first_item, kept, dropped in zip(self.draws, self.first_item, self.kept, self.dropped):
+            drawn = np.arange(d.lines) if d.passes else d.extra  # (this source's items,) their line numbers
             first = 0  # the source's line number of this file's first line
             for index in d.files:
-                n = len(index.offsets)
-                local = d.extra[np.searchsorted(d.extra, first):np.searchsorted(d.extra, first + n)] - first
-                copies = np.full(n, d.passes, np.int32)  # (n,) how many times each line of this file is drawn
-                copies[local] += 1
+                lo, hi = np.searchsorted(drawn, [first, first + len(index.offsets)])
                 with open(index.path, "rb") as f:
-                    for i in np.flatnonzero(copies):
-                        f.seek(index.offsets[i])  # forward, mostly inside the read buffer: no system call
-                        k = int(copies[i])
-                        try:
-                            record = to_record(d.source, f.readline(), index, i)
-                        except Skip as e:
-                            dropped[f"skipped: {e}"] += k
-                            continue
-                        except RecordError as e:
-                            message = f"{index.path}:{index.line_number(i)}: {e} (blend source {d.source.name!r})"
-                            if not skip_bad:
-                                raise RecordError(e.key, f"{message} - fix the line, or pass --skip-bad") from None
-                            dropped[f"bad: {e.key}"] += k
-                            continue
-                        kept[record.domain] += k
-                        for _ in range(k):
-                            yield record
-                first += n
+                    for j in range(lo + (part - first_item - lo) % parts, hi, parts):
+                        item = int(first_item + j)
+                        record = read_line(d, index, int(drawn[j]) - first, f, skip_bad)
+                        if isinstance(record, str):
+                            dropped[record] += int(copies[item])
+                            record = None
+                        else:
+                            kept[record.domain] += int(copies[item])
+                        yield item, int(copies[item]), record
+                first += len(index.offsets)
+
+    def read(self, item: int) -> Record | None:
+        """One item, read by seeking; None when the converter skips its line."""
+        s = int(np.searchsorted(self.first_item, item, "right")) - 1
+        d, line = self.draws[s], item - int(self.first_item[s])
+        line = line if d.passes else int(d.extra[line])  # the source's line number
+        for index in d.files:
+            if line < len(index.offsets):
+                break
+            line -= len(index.offsets)
+        with open(index.path, "rb") as f:
+            record = read_line(d, index, line, f, skip_bad=False)
+        return None if isinstance(record, str) else record
 
     def table(self) -> str:
         """Markdown: per source its domain, method, lines, samples and share; once read, the kept and dropped."""
@@ -370,6 +395,21 @@ class Realised:
             tmp = out_dir / f".{name}.{os.getpid()}.tmp"  # same directory: os.replace is then atomic
             tmp.write_text(text, encoding="utf-8")
             os.replace(tmp, out_dir / name)
+
+
+def read_line(d: Draw, index: LineIndex, i: int, f, skip_bad: bool) -> Record | str:
+    """Line i of index's file (open as f) as a Record, or why it is dropped: "skipped: <the converter's reason>",
+    or, with skip_bad, "bad: <key>". A malformed line otherwise raises RecordError naming file, line and source."""
+    f.seek(index.offsets[i])  # forward, mostly inside the read buffer: no system call
+    try:
+        return to_record(d.source, f.readline(), index, i)
+    except Skip as e:
+        return f"skipped: {e}"
+    except RecordError as e:
+        if skip_bad:
+            return f"bad: {e.key}"
+        message = f"{index.path}:{index.line_number(i)}: {e} (blend source {d.source.name!r})"
+        raise RecordError(e.key, f"{message} - fix the line, or pass --skip-bad") from None
 
 
 def to_record(source: Source, line: bytes, index: LineIndex, i: int) -> Record:

@@ -109,6 +109,32 @@ def test_a_source_draw_depends_on_the_seed_and_its_name_only(tmp_path):
     assert line_numbers[:50] != line_numbers[50:]             # same-sized sources, different names: different lines
 
 
+def test_items_read_by_seeking_and_in_shares_are_the_samples(tmp_path):
+    """Every method over two files (a blank line, a file shared by two sources): reading item i by seeking, and
+    reading the lines in 3 interleaved shares (3 ranks), each item as often as copies() says, give exactly the
+    samples, with ids counted by hand (record_lines' ids; the draws' own sizes)."""
+    a = record_lines(tmp_path / "a.jsonl", "a", 30, blank_at={4})
+    b = record_lines(tmp_path / "b.jsonl", "b", 20)
+    blend = blend_of(tmp_path, {"name": "s", "paths": ["a.jsonl", "b.jsonl"], "method": "sample", "samples": 12},
+                     {"name": "all", "paths": ["b.jsonl"], "method": "all"},
+                     {"name": "k", "paths": ["a.jsonl"], "method": "repeat", "times": 2},
+                     {"name": "up", "paths": ["b.jsonl"], "method": "repeat", "samples": 47})
+    realised = realise(blend)
+    copies = realised.copies()
+    assert realised.items == 12 + 20 + 30 + 20 and copies.sum() == realised.total == 12 + 20 + 60 + 47
+    by_seek = Counter()
+    for item in range(realised.items):
+        by_seek[realised.read(item).id] += int(copies[item])
+    assert by_seek == Counter(ids_of(blend))
+    # by hand: a line of a is 2 samples (k), one of b 3 (all + up's 2 passes); 12 (s) + 7 (up's extra) more
+    assert {by_seek[i] - 2 for i in a} <= {0, 1} and {by_seek[i] - 3 for i in b} <= {0, 1, 2}
+    assert sum(by_seek[i] - 2 for i in a) + sum(by_seek[i] - 3 for i in b) == 12 + 7
+    shares = [list(realised.lines(part=p, parts=3)) for p in range(3)]
+    assert sorted(item for share in shares for item, _, _ in share) == list(range(realised.items))
+    assert all(item % 3 == p for p, share in enumerate(shares) for item, _, _ in share)
+    assert all(record == realised.read(item) and k == copies[item] for share in shares for item, k, record in share)
+
+
 def test_random_sampling_picks_each_line_with_probability_n_over_size():
     """Binomial reference: over 400 seeds each of 1000 lines is drawn 400 * 0.3 = 120 times on average (sd 9.2)."""
     index = LineIndex(Path("x"), np.arange(1000, dtype=np.int64), np.zeros(0, np.int64))

@@ -1,16 +1,20 @@
-"""train_sft.py: 2 ranks (torchrun, gloo) follow the 1-process loss curve, and a SIGKILLed run resumes exactly."""
+"""train_sft.py: the loss mask, the packing stream, 2 ranks (torchrun, gloo) follow the 1-process loss curve, and a
+SIGKILLed run resumes exactly."""
 import json
 import os
 import subprocess
 import sys
+from collections import Counter
 from pathlib import Path
 
+import numpy as np
 import pytest
 
+from data.blend import realise
 from data.record import load_records, write_records
 from model import TINY_DIR
 from tokenizer import Tokenizer
-from train_sft import pack, tokenize
+from train_sft import files_blend, packed_rows, row_of, tokenize
 
 ROOT = Path(__file__).resolve().parents[1]
 ENV = {**os.environ, "OMP_NUM_THREADS": "1"}  # two ranks on two cores: one thread each
@@ -42,9 +46,43 @@ def test_loss_mask_targets_are_exactly_the_assistant_turn():
     body = f"<think>\n{record.response['reasoning_content'].strip()}\n</think>\n\n{record.response['content']}<|im_end|>"
     assert tok.decode([t for t in targets if t != -100]) == body
     assert targets[-1] == -100 and len(ids) == len(targets)
-    rows = pack([(ids, targets)] * 3, seq_len=len(ids) * 2 + 5, pad_id=tok.pad_id, seed=0)
-    assert rows.shape == (2, 3, len(ids) * 2 + 5)
-    assert rows[0, 1].tolist() == list(range(len(ids))) * 2 + list(range(5))  # positions restart per document
+
+
+def test_a_row_is_its_documents_end_to_end_with_positions_restarting(small_data):
+    """Reference: tokenize() of the file's records, concatenated by hand."""
+    tok, records = Tokenizer.from_dir(TINY_DIR), load_records(small_data)
+    blend = realise(files_blend([str(small_data)]))
+    docs = [tokenize(records[i], tok, True) for i in (5, 0, 17)]
+    seq_len = sum(len(ids) for ids, _ in docs) + 7
+    ids, positions, targets = row_of([5, 0, 17], blend, tok, True, seq_len)
+    assert ids == [t for d, _ in docs for t in d] + [tok.pad_id] * 7
+    assert positions == [p for d, _ in docs for p in range(len(d))] + list(range(7))
+    assert targets == [t for _, d in docs for t in d] + [-100] * 7
+    cut = row_of([5], blend, tok, True, 10)  # a document longer than a row is cut to it
+    assert cut == [docs[0][0][:10], list(range(10)), docs[0][1][:10]]
+
+
+def test_packed_rows_greedy_every_document_once_per_epoch_and_resumable_at_any_row():
+    """Reference: plain-Python checks over the stream - per epoch a Counter of the items equals their copies, each
+    row fits and was closed only because the next document did not, and restarting at any row's position gives the
+    rest of the rows."""
+    rng = np.random.default_rng(0)
+    lengths = rng.integers(1, 40, 50).astype(np.int32)
+    lengths[[3, 9]] = 90                                          # longer than a row: cut
+    copies = rng.integers(0, 4, 50)                               # 0: a dropped line, never a document
+    per_epoch, seq_len, end = int(copies.sum()), 64, int(2.5 * copies.sum())
+    rows = list(packed_rows(lengths, copies, seq_len, 7, 0, end))
+    stream = [item for row, _ in rows for item in row]
+    assert len(stream) == end and rows[-1][1] == end
+    for e in range(2):
+        assert Counter(stream[e * per_epoch:(e + 1) * per_epoch]) == {i: int(c) for i, c in enumerate(copies) if c}
+    assert stream[:per_epoch] != stream[per_epoch:2 * per_epoch]  # each epoch its own shuffle
+    size = [sum(min(int(lengths[i]), seq_len) for i in row) for row, _ in rows]
+    assert max(size) <= seq_len
+    assert all(size[r] + min(int(lengths[rows[r + 1][0][0]]), seq_len) > seq_len for r in range(len(rows) - 1))
+    for r in range(len(rows)):
+        assert list(packed_rows(lengths, copies, seq_len, 7, rows[r - 1][1] if r else 0, end)) == rows[r:]
+    assert list(packed_rows(lengths, copies, seq_len, 8, 0, end)) != rows  # the seed decides the order
 
 
 def test_two_ranks_follow_the_single_process_curve(small_data, tmp_path):
@@ -74,3 +112,19 @@ def test_sigkill_then_resume_gives_the_uninterrupted_losses_exactly(small_data, 
     assert curve(out) == curve(tmp_path / "full")
     assert (out / "latest").resolve() == sorted(out.glob("step_*"))[-1]  # the final checkpoint
     assert curve(out, "train/grad_norm") == curve(tmp_path / "full", "train/grad_norm")
+
+
+def test_metrics_drops_a_torn_last_line_and_names_the_file_of_a_bad_one_elsewhere(tmp_path, capsys):
+    """A run that died mid-write (a full disk) leaves a torn last line; every resume then failed with a
+    JSONDecodeError naming no file (issue 18.7). Reference: the lines written whole, as json.dumps wrote them."""
+    from train_sft import Metrics
+    path = tmp_path / "metrics.jsonl"
+    whole = [json.dumps({"step": s, "train/loss": 1.0 / s}) for s in (1, 2, 3)]
+    path.write_text("\n".join(whole) + "\n" + whole[0][:9])
+    Metrics(path, keep_below=2)
+    assert path.read_text().splitlines() == whole[:2]
+    assert f"{path}:4: dropped a torn last line" in capsys.readouterr().out
+
+    path.write_text(whole[0] + "\n" + whole[1][:9] + "\n" + whole[2] + "\n")
+    with pytest.raises(SystemExit, match=f"{path}:2: not valid JSON"):
+        Metrics(path, keep_below=3)
