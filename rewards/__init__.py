@@ -14,10 +14,12 @@ Rewards are binary, except code with partial=True: the fraction of tests passed 
 import importlib
 import multiprocessing
 import os
+import re
 import shutil
 import signal
 import tempfile
 import time
+import weakref
 from collections import deque
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection, wait
@@ -96,7 +98,10 @@ class ScorePool:
         # math-verify's sympy takes ~1 s, which would count against an item's limit. ("__main__" is the default.)
         self.context.set_forkserver_preload(["__main__"] + [f"{__name__}.{name}" for name in MODULES.values()])
         self.timeout_s = timeout_s
+        remove_stale_scratch()
         self.workers = [self.start_worker() for _ in range(workers or os.cpu_count())]
+        # Also at interpreter exit, when the caller's `close` never came (an exception left the trainer).
+        self.close = weakref.finalize(self, stop_workers, self.workers)
 
     def score(self, records, responses, think_gate: bool = False, partial: bool = False) -> list[Score]:
         todo = deque(enumerate(zip(records, responses, strict=True)))
@@ -128,7 +133,8 @@ class ScorePool:
 
     def start_worker(self):
         # A worker's temp files go in a directory of its own, removed here: a killed worker cleans up nothing.
-        scratch = tempfile.mkdtemp(prefix="m2rl-score-")
+        # Its name holds our pid: a killed pool's directories are removed by the next pool to start.
+        scratch = tempfile.mkdtemp(prefix=f"m2rl-score-{os.getpid()}-")
         os.chmod(scratch, 0o711)  # the code sandbox's user must reach its work dir inside
         conn, child_conn = self.context.Pipe()
         process = self.context.Process(target=serve, args=(child_conn, scratch), daemon=True)
@@ -137,25 +143,36 @@ class ScorePool:
         return Worker(process, conn, scratch)
 
     def replace(self, slot: int) -> None:
-        self.stop(self.workers[slot])
+        stop_worker(self.workers[slot])
         self.workers[slot] = self.start_worker()
-
-    def stop(self, worker: Worker) -> None:
-        worker.process.kill()  # a code item's sandbox dies with it (PR_SET_PDEATHSIG down the chain)
-        worker.process.join()
-        worker.conn.close()
-        shutil.rmtree(worker.scratch, ignore_errors=True)
-
-    def close(self) -> None:
-        for worker in self.workers:
-            self.stop(worker)
-        self.workers = []
 
     def __enter__(self):
         return self
 
     def __exit__(self, *exc):
         self.close()
+
+
+def stop_worker(worker: Worker) -> None:
+    worker.process.kill()  # a code item's sandbox dies with it (PR_SET_PDEATHSIG down the chain)
+    worker.process.join()
+    worker.conn.close()
+    shutil.rmtree(worker.scratch, ignore_errors=True)
+
+
+def stop_workers(workers: list[Worker]) -> None:
+    for worker in workers:
+        stop_worker(worker)
+    workers.clear()
+
+
+def remove_stale_scratch() -> None:
+    """Remove the worker directories of pools whose process is gone (killed, so nothing cleaned up)."""
+    tmp = tempfile.gettempdir()
+    for entry in os.listdir(tmp):
+        owner = re.fullmatch(r"m2rl-score-(\d+)-\w+", entry)
+        if owner and not os.path.exists(f"/proc/{owner[1]}"):
+            shutil.rmtree(os.path.join(tmp, entry), ignore_errors=True)
 
 
 def serve(conn: Connection, scratch: str) -> None:
