@@ -18,6 +18,15 @@ scripts: run.sh + merging_methods.py), listed in DEFAULTS below.
                    calculate: per tensor w_i = mean(δ_i²) / Σ_j mean(δ_j²) (uniform if all are 0);
                    erase: s = sign(Σ δ_i), 0 → +;   θ = θ_b + Σ w_i δ_i [sign δ_i = s] / Σ w_i [sign δ_i = s]
 
+Inputs in different float dtypes (a bf16 Hugging Face base, our fp32 RL outputs) merge in fp32. A model stored in a
+coarser dtype than the base (bf16 beside an fp32 base) is read with the base's rounding residual θ_b − round(θ_b) added
+back, so an entry it did not move has δ = 0 exactly, and rounding never counts as a task vector (see on_base_precision).
+
+Checks, before anything is written: every model's config and tensor shapes equal the base's; every weight matrix of
+every model points the base's way (cosine ≥ MIN_COSINE, else "fine-tuned from another base?"; --skip-base-check merges
+anyway); --out is new, empty or an earlier merge (it holds merge_report.json), and neither an input nor the working
+directory (model.check_out_dir). A bad input is one line naming the model, file and key, and exit status 1.
+
 Where we differ from MergeLM: an exact tie Σ w_i δ_i = 0 elects + (mergekit's rule; MergeLM takes the model-wide
 majority sign — a measure-zero event); SCE's selection mask also zeroes the merged deltas (the SCE paper and mergekit;
 MergeLM uses it for the weights only — moot at the default select_topk = 1); DARE masks come from per-tensor generators
@@ -39,6 +48,7 @@ SCE's per-tensor weights), all put in place by one rename (a report never lacks 
 import argparse
 import json
 import math
+import sys
 import tempfile
 import time
 import warnings
@@ -46,10 +56,10 @@ import zlib
 from pathlib import Path
 
 import torch
-from safetensors import safe_open
 from tqdm import tqdm
 
-from model import DTYPES, TINY_DIR, CheckpointReader, from_preset, save_checkpoint, save_model
+from model import (DTYPES, TINY_DIR, CheckpointError, CheckpointReader, check_out_dir, from_preset, save_checkpoint,
+                   save_model)
 
 METHODS = ("average", "task_arithmetic", "ties", "ties_dare", "ta_dare", "sce")
 # The parameters each method takes and their defaults: M2RL's run.sh calls MergeLM with scaling_coefficient 1.0,
@@ -70,7 +80,8 @@ def parse_args(argv=None):
     p.add_argument("--base", help="the checkpoint all models were fine-tuned from (HF directory)")
     p.add_argument("--models", nargs="+", metavar="LABEL=DIR", help="the fine-tuned checkpoints, e.g. math=runs/math")
     p.add_argument("--method", choices=METHODS, default="ties")
-    p.add_argument("--out", default="runs/merge", help="output directory (replaced atomically)")
+    p.add_argument("--out", default="runs/merge", help="output directory: new, empty or an earlier merge's (it is "
+                   "replaced atomically)")
     p.add_argument("--weights", nargs="+", metavar="LABEL=W", help="per-model weights w_i > 0 (default 1 each)")
     p.add_argument("--scale", type=float, help="λ, the task-vector scale (default 1.0)")
     p.add_argument("--density", type=float, help="TIES: the fraction of each task vector kept (default 0.2)")
@@ -81,6 +92,8 @@ def parse_args(argv=None):
     p.add_argument("--seed", type=int, default=0, help="seeds the DARE masks (and the demo models)")
     p.add_argument("--dtype", choices=tuple(DTYPES), help="output dtype (default: the base's, per tensor)")
     p.add_argument("--device", default="cpu", help="where the arithmetic runs, e.g. cuda")
+    p.add_argument("--skip-base-check", action="store_true", help="merge even when a model's weights look unrelated "
+                   f"to the base's (a weight matrix with cosine < {MIN_COSINE} to the base's)")
     args = p.parse_args(argv)
 
     # A flag the chosen method does not take would be silently ignored: refuse it instead, then fill in the defaults.
@@ -118,15 +131,27 @@ def label_pairs(items, flag, value=str):
 # The checkpoints: opened and checked against the base before anything is read or written
 
 
+# Is model i fine-tuned from the base? Fine-tuning moves a weight matrix by a relative norm ρ = ‖δ_i‖ / ‖θ_b‖ (RL:
+# 1e-3 to 1e-2; SFT: a few %; the tests' heavy noise: 0.4), and a shift uncorrelated with the weights leaves
+# cos(θ_i, θ_b) = 1 / √(1 + ρ²): above 0.5 up to ρ = √3, a matrix moved by 170% of its norm. A model trained from
+# another initialisation has weights uncorrelated with the base's: cosine 0 ± 1/√n over n entries (≤ 0.05 for the
+# smallest matrix of the tiny preset). 0.5 lies far from both. Only matrices: norm weights start at 1 in every Qwen3
+# and stay near it, so they look related whatever the base. What this cannot see: a sibling of the base (the model
+# fine-tuned from Qwen3-4B while the base is Qwen3-4B-Base) is as close as a fine-tune.
+MIN_COSINE = 0.5
+FLOAT_DTYPES = ("F32", "BF16", "F16")  # safetensors' names: inputs may mix these, the arithmetic is fp32
+
+
 class Checkpoints:
     """The base and the N fine-tuned models (merged here, compared by analyze.py), checked against the base from the
     safetensors headers alone, then read one tensor name at a time across all of them."""
 
-    def __init__(self, base_dir, model_dirs: dict, device="cpu"):
+    def __init__(self, base_dir, model_dirs: dict, device="cpu", check_base=True):
         self.base = CheckpointReader(base_dir)
         self.models = {label: CheckpointReader(d) for label, d in model_dirs.items()}
         self.labels = list(self.models)
         self.device = device
+        self.check_base = check_base
         config = self.base.config
         tied = config.tie_word_embeddings  # a tied head is the embedding: handled once
         self.names = [n for n in self.base.names() if not (tied and n == "lm_head.weight")]
@@ -136,37 +161,61 @@ class Checkpoints:
             where = f"--models {label}={reader.path}"
             theirs, ours = vars(reader.config), vars(config)
             for key in ours:
-                if key != "dtype" and theirs[key] != ours[key]:  # dtype is checked per tensor below
-                    raise ValueError(f"{where}: config.json has {key} = {theirs[key]!r} but the base {self.base.path} "
-                                     f"has {ours[key]!r}; every model must be fine-tuned from the base")
+                if key != "dtype" and theirs[key] != ours[key]:  # dtypes may differ (on_base_precision)
+                    raise CheckpointError(f"{where}: config.json has {key} = {theirs[key]!r} but the base "
+                                          f"{self.base.path} has {ours[key]!r}; every model must be fine-tuned from "
+                                          f"the base")
             headers = tensor_headers(reader)
             for name in self.names:
                 if name not in headers:
-                    raise KeyError(f"{where}: tensor {name!r} of the base {self.base.path} is missing from this model")
-                if headers[name] != base_headers[name]:
-                    (shape, dtype), (base_shape, base_dtype) = headers[name], base_headers[name]
-                    # (for analyze.py too: a dtype change alone moves entries by more than its eta = 1e-3)
-                    raise ValueError(f"{where}: tensor {name!r} is {dtype} {list(shape)} but the base's is {base_dtype} "
-                                     f"{list(base_shape)}; save every model in the base's dtype and architecture")
+                    raise CheckpointError(f"{where}: tensor {name!r} of the base {self.base.path} is missing from "
+                                          f"this model")
+                (shape, dtype), (base_shape, base_dtype) = headers[name], base_headers[name]
+                if shape != base_shape or (dtype != base_dtype and not {dtype, base_dtype} <= set(FLOAT_DTYPES)):
+                    raise CheckpointError(f"{where}: tensor {name!r} is {dtype} {list(shape)} but the base's is "
+                                          f"{base_dtype} {list(base_shape)}; every model must share the base's "
+                                          f"architecture")
             extra = [n for n in headers if n not in base_headers and not (tied and n == "lm_head.weight")]
             if extra:
-                raise KeyError(f"{where}: tensor {extra[0]!r} is not in the base {self.base.path} "
-                               f"({len(extra)} extra tensor(s)); every model must share the base's architecture")
+                raise CheckpointError(f"{where}: tensor {extra[0]!r} is not in the base {self.base.path} "
+                                      f"({len(extra)} extra tensor(s)); every model must share the base's architecture")
 
     def read(self, name):
-        """The base tensor as stored, and the N models' tensors stacked as fp32 (N, *shape)."""
+        """The base tensor as stored, and the N models' tensors stacked as fp32 (N, *shape), each read against the
+        base at the base's precision. Checks that each model's weight matrix points the base's way."""
         base = self.base.get(name, self.device)
         thetas = torch.empty((len(self.models), *base.shape), dtype=torch.float32, device=self.device)
         for i, reader in enumerate(self.models.values()):
-            thetas[i] = reader.get(name, self.device)  # copy_ casts to fp32: the arithmetic runs in fp32, as MergeLM's
+            thetas[i] = on_base_precision(reader.get(name, self.device), base)  # the arithmetic is fp32, as MergeLM's
+        if self.check_base and base.dim() == 2:
+            b = base.flatten().float()
+            # (N,); a zero matrix gives NaN, which passes
+            cosine = thetas.flatten(1) @ b / (thetas.flatten(1).norm(dim=1) * b.norm())
+            for label, c in zip(self.labels, cosine.tolist()):
+                if c < MIN_COSINE:
+                    raise CheckpointError(
+                        f"--models {label}={self.models[label].path}: tensor {name!r} has cosine {c:.2f} with the "
+                        f"base {self.base.path}'s (a fine-tune of it keeps ≥ {MIN_COSINE}, unrelated weights ~0): was "
+                        f"it fine-tuned from another base? (--skip-base-check merges anyway)")
         return base, thetas
+
+
+def on_base_precision(theta, base):
+    """θ_i as fp32, with the base's rounding residual θ_b − round(θ_b) added back when θ_i is stored in another dtype
+    than the base: an entry model i did not move then reads as θ_b exactly (bf16 saved from an fp32 base would
+    otherwise shift every entry by up to 2^-9 of its value, above analyze.py's η = 1e-3). Finer than the base (an fp32
+    model of a bf16 base) the residual is 0."""
+    theta32 = theta.float()
+    if theta.dtype != base.dtype:
+        theta32 += base.float() - base.to(theta.dtype).float()
+    return theta32
 
 
 def tensor_headers(reader: CheckpointReader) -> dict:
     """name -> (shape, dtype) from the safetensors headers alone: validation reads no tensor data."""
     headers = {}
     for file in set(reader.file_of.values()):
-        with safe_open(file, "pt") as f:
+        with reader.open(file) as f:
             for name in f.keys():
                 tensor = f.get_slice(name)
                 headers[name] = (tuple(tensor.get_shape()), tensor.get_dtype())
@@ -357,12 +406,14 @@ def demo_checkpoints(root: Path, seed: int):
 def main(argv=None):
     args = parse_args(argv)
     print(json.dumps(vars(args)))
+    model_dirs = label_pairs(args.models or [], "--models")
+    check_out_dir(args.out, "merge_report.json", [*([args.base] if args.base else []), *model_dirs.values()])
     with tempfile.TemporaryDirectory() as scratch:
         if args.base is None:
             base_dir, model_dirs = demo_checkpoints(Path(scratch), args.seed)
         else:
-            base_dir, model_dirs = args.base, label_pairs(args.models, "--models")
-        ckpt = Checkpoints(base_dir, model_dirs, args.device)
+            base_dir = args.base
+        ckpt = Checkpoints(base_dir, model_dirs, args.device, check_base=not args.skip_base_check)
         given = label_pairs(args.weights or [], "--weights", float)
         for label, w in given.items():
             if label not in model_dirs:
@@ -405,4 +456,7 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except CheckpointError as e:  # the user's input, named in the message: one line, no traceback
+        sys.exit(f"merge.py: {e}")

@@ -17,7 +17,7 @@ from safetensors.torch import load_file
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import merge
-from model import Qwen3Config, Qwen3ForCausalLM, load_model, save_checkpoint
+from model import CheckpointError, Qwen3Config, Qwen3ForCausalLM, load_model, save_checkpoint
 
 CFG = Qwen3Config(vocab_size=64, hidden_size=32, intermediate_size=48, num_hidden_layers=2, num_attention_heads=2,
                   num_key_value_heads=1, head_dim=16, tie_word_embeddings=True)
@@ -291,17 +291,19 @@ def test_mismatched_checkpoints_fail_before_writing(tmp_path):
     out = tmp_path / "out"
     wider = Qwen3Config(**{**vars(CFG), "intermediate_size": 64})
     write_models(tmp_path / "wide", cfg=wider, labels=("math",))
-    with pytest.raises(ValueError, match=r"math=.*wide.*intermediate_size"):
+    with pytest.raises(CheckpointError, match=r"math=.*wide.*intermediate_size"):
         merge.main([*argv[:2], f"math={tmp_path / 'wide' / 'math'}", f"--out={out}"])
-    write_models(tmp_path / "half", labels=("math",), dtype=torch.bfloat16)
-    with pytest.raises(ValueError, match=r"math=.*half.*BF16"):
-        merge.main([*argv[:2], f"math={tmp_path / 'half' / 'math'}", f"--out={out}"])
     tensors = load_file(tmp_path / "code" / "model.safetensors")
     dropped = sorted(tensors)[3]
     del tensors[dropped]
     save_checkpoint(tmp_path / "short", tensors.items(), CFG)
-    with pytest.raises(KeyError, match=rf"code=.*short.*{dropped}"):
+    with pytest.raises(CheckpointError, match=rf"code=.*short.*{dropped}"):
         merge.main([*argv[:2], f"code={tmp_path / 'short'}", f"--out={out}"])
+    garbage = tmp_path / "garbage"
+    save_checkpoint(garbage, tensors.items(), CFG)
+    (garbage / "model.safetensors").write_bytes(b"\0" * 100)
+    with pytest.raises(CheckpointError, match=rf"{garbage / 'model.safetensors'}: not a readable safetensors file"):
+        merge.main([*argv[:2], f"code={garbage}", f"--out={out}"])
     with pytest.raises(SystemExit):
         merge.main([*argv, "--method=average", "--density=0.5", f"--out={out}"])
     assert not out.exists()
@@ -315,3 +317,102 @@ def test_model_equal_to_base_warns(tmp_path):
     argv = write_models(tmp_path, delta=zero_for_code)
     with pytest.warns(UserWarning, match="code=.*task vector is zero"):
         merge.main([*argv, "--method=ties", f"--out={tmp_path / 'out'}"])
+
+
+# -----------------------------------------------------------------------------
+# Issue 18: --out never loses data; a wrong base is caught; user errors are one line
+
+
+def test_out_is_replaced_only_when_it_is_an_earlier_merge(tmp_path, monkeypatch):
+    """Reference: the rule of DESIGN.md's conventions — an output directory is replaced only when it is the script's
+    own earlier output (merge_report.json) or empty; never a foreign directory, an input, a directory holding an input,
+    or the working directory. Each refusal comes before any model is read (a missing --base would fail otherwise)."""
+    argv = write_models(tmp_path)
+    users = tmp_path / "users"
+    (users / "sub").mkdir(parents=True)
+    (users / "notes.txt").write_text("mine")
+    nowhere = ["--base", str(tmp_path / "no-such-base"), "--models", f"math={tmp_path / 'math'}"]
+    (tmp_path / "cwd").mkdir()
+    monkeypatch.chdir(tmp_path / "cwd")  # empty: only being the working directory forbids it
+    for out, pattern in [(users, "exists and is not an earlier output of this script"),
+                         (tmp_path / "math", r"is \(or holds\) the input .*math"),
+                         (tmp_path, r"is \(or holds\) the input .*no-such-base"), (".", "the working directory")]:
+        with pytest.raises(CheckpointError, match=rf"--out {out} {pattern}" if out != "." else pattern):
+            merge.main([*nowhere, f"--out={out}"])
+    assert (users / "notes.txt").read_text() == "mine" and (users / "sub").is_dir()
+    monkeypatch.chdir(tmp_path)
+    first = run(tmp_path, [*argv, "--method=average"], out="merged")  # new: written
+    (tmp_path / "empty").mkdir()
+    run(tmp_path, [*argv, "--method=average"], out="empty")  # empty: written
+    second = run(tmp_path, [*argv, "--method=task_arithmetic"], out="merged")  # an earlier merge: replaced
+    assert json.loads((tmp_path / "merged" / "merge_report.json").read_text())["method"] == "task_arithmetic"
+    assert any(not np.array_equal(first[n], second[n]) for n in first)
+    with pytest.raises(CheckpointError, match="is .*the input"):  # a merge of merges may not overwrite its base
+        merge.main(["--base", str(tmp_path / "merged"), "--models", f"math={tmp_path / 'math'}",
+                    f"--out={tmp_path / 'merged'}"])
+    assert load(tmp_path / "merged").keys() == second.keys()
+
+
+def test_wrong_base_is_refused_unless_overridden(tmp_path):
+    """Issue 18.11: models fine-tuned from base A merged onto base B of the same shapes. Reference: B is an independent
+    random init (its matrices are uncorrelated with A's: cosine ~0). Refused in the threshold pass (ties) and in the
+    writing pass (task arithmetic) alike, leaving no output and no temporary; --skip-base-check merges."""
+    argv = write_models(tmp_path)
+    other = Qwen3ForCausalLM(CFG)
+    other.init_weights(seed=2)
+    save_checkpoint(tmp_path / "other", other.state_dict().items(), CFG)
+    wrong = [f"--base={tmp_path / 'other'}", *argv[1:]]
+    before = sorted(os.listdir(tmp_path))
+    for method in ("ties", "task_arithmetic"):
+        with pytest.raises(CheckpointError, match=r"--models math=.*cosine -?0\.\d\d with the base .*other.*another "
+                                                  r"base\? \(--skip-base-check"):
+            run(tmp_path, [*wrong, f"--method={method}"])
+        assert sorted(os.listdir(tmp_path)) == before
+    merged = run(tmp_path, [*wrong, "--method=task_arithmetic", "--skip-base-check"])
+    base, models = load(tmp_path / "other"), inputs(tmp_path)[1]
+    check(merged, {n: base[n] + sum(m[n] - base[n] for m in models) for n in base}, atol=1e-5)
+
+
+def test_user_errors_are_one_line(tmp_path):
+    """Issue 18.9: run as a script, a bad input is one line on stderr naming it, and exit status 1 (no traceback)."""
+    import subprocess
+    import sys
+    argv = write_models(tmp_path, labels=("math",))
+    (tmp_path / "math" / "config.json").write_text("{not json")
+    result = subprocess.run([sys.executable, str(Path(merge.__file__)), *argv, f"--out={tmp_path / 'out'}"],
+                            capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert result.returncode == 1
+    assert result.stderr.strip() == f"merge.py: {tmp_path / 'math' / 'config.json'}: not valid JSON (Expecting " \
+                                    f"property name enclosed in double quotes: line 1 column 2 (char 1))"
+
+
+def test_inputs_in_other_float_dtypes_merge_in_fp32(tmp_path):
+    """Issue 17.7: a bf16 base with fp32 fine-tunes (a Hugging Face Qwen3 and our RL outputs), and an fp32 base with a
+    bf16 fine-tune. Reference: task arithmetic in float64 numpy, where a model stored coarser than the base is measured
+    against the base rounded to its dtype (so pure rounding is no task vector: a bf16 copy of an fp32 base keeps 0)."""
+    def bf16(x):
+        return torch.from_numpy(x).bfloat16().float().numpy()
+
+    argv = write_models(tmp_path, dtype=torch.bfloat16)  # base and models bf16 ...
+    for label in LABELS:  # ... then the models re-saved as fp32, moved off the bf16 grid
+        tensors = {n: torch.from_numpy(v) + 1e-4 for n, v in load(tmp_path / label).items()}
+        save_checkpoint(tmp_path / label, tensors.items(), CFG)
+    base, models = inputs(tmp_path)
+    merged = run(tmp_path, [*argv, "--method=task_arithmetic"])
+    assert {str(t.dtype) for t in load_file(tmp_path / "out" / "model.safetensors").values()} == {"torch.bfloat16"}
+    check(merged, {n: bf16(base[n] + sum(m[n] - base[n] for m in models)) for n in base}, atol=1e-3)  # 1 bf16 ulp
+    merged = run(tmp_path, [*argv, "--method=task_arithmetic", "--dtype=float32"])
+    check(merged, {n: base[n] + sum(m[n] - base[n] for m in models) for n in base}, atol=1e-6)
+
+    fp32 = write_models(tmp_path / "fp32", labels=("math", "code"))
+    math_ = {n: torch.from_numpy(v).bfloat16() for n, v in load(tmp_path / "fp32" / "math").items()}
+    save_checkpoint(tmp_path / "fp32" / "math", math_.items(), CFG)
+    copy = {n: torch.from_numpy(v).bfloat16() for n, v in load(tmp_path / "fp32" / "base").items()}
+    save_checkpoint(tmp_path / "fp32" / "copy", copy.items(), CFG)
+    base, (m, c) = inputs(tmp_path / "fp32", labels=("math", "code"))
+    with pytest.warns(UserWarning, match="copy=.*task vector is zero"):
+        merged = run(tmp_path, [*fp32, f"copy={tmp_path / 'fp32' / 'copy'}", "--method=task_arithmetic"], out="mixed")
+    assert {str(t.dtype) for t in load_file(tmp_path / "mixed" / "model.safetensors").values()} == {"torch.float32"}
+    check(merged, {n: base[n] + (m[n] - bf16(base[n])) + (c[n] - base[n]) for n in base}, atol=1e-6)
+    report = json.loads((tmp_path / "mixed" / "merge_report.json").read_text())
+    assert report["kept"]["copy"] == 0 and report["kept"]["math"] > 0.5
