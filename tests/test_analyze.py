@@ -18,7 +18,8 @@ import torch
 
 import analyze
 from data.record import load_records
-from model import TINY_DIR, CheckpointError, CheckpointReader, Qwen3Config, Qwen3ForCausalLM, SamplingParams, load_model, save_checkpoint
+from model import (TINY_DIR, CheckpointError, CheckpointReader, Qwen3Config, Qwen3ForCausalLM, SamplingParams,
+                   load_model, save_checkpoint)
 from rollout import NativeEngine
 from tokenizer import Tokenizer
 
