@@ -70,7 +70,8 @@ parser.add_argument("--save-every", type=non_negative_int,
                          "steps is under 2%% of it, hours on 8 GPUs at most lost to a crash")
 parser.add_argument("--save-dtype", default="auto", choices=("auto", "float32", "bfloat16"),
                     help="dtype of the saved HF weights (auto: the --model checkpoint's, e.g. bf16 for a Hugging Face "
-                         "Qwen3; fp32 for a preset); the trainer state keeps the fp32 master weights whatever this says")
+                         "Qwen3; fp32 for a preset); the trainer state keeps the fp32 master weights whatever this "
+                         "says")
 parser.add_argument("--keep-last", type=non_negative_int, default=2,
                     help="resumable trainer states kept: the newest N (0: all); older steps keep their HF weights")
 parser.add_argument("--seed", type=int, default=0)

@@ -55,10 +55,10 @@ def main(args):
         if run.returncode:
             raise SystemExit(f"{mode}: torchrun failed:\n{run.stderr[-3000:]}")
         results += [json.loads(line) for line in run.stdout.splitlines() if line.startswith("{")]
-    lines = [f"Qwen3-0.6B shape, {sum(s.numel() for k, s in shapes.items() if k != 'lm_head.weight') / 1e6:.1f}M "
-             f"parameters: full fp32 model {full_fp32 / GIB:.3f} GiB; {args.nproc} ranks (gloo, CPU)",
-             "| path | rank | RSS after import + init | peak RSS (VmHWM) | peak / full fp32 | (peak - floor) / full fp32 "
-             "| local shard | load s |",
+    lines = [f"Qwen3-0.6B shape, {full_fp32 / 4e6:.1f}M parameters: full fp32 model {full_fp32 / GIB:.3f} GiB; "
+             f"{args.nproc} ranks (gloo, CPU)",
+             "| path | rank | RSS after import + init | peak RSS (VmHWM) | peak / full fp32 "
+             "| (peak - floor) / full fp32 | local shard | load s |",
              "|---|---|---|---|---|---|---|---|"]
     for r in results:
         lines.append(f"| {r['mode']} | {r['rank']} | {r['floor'] / GIB:.3f} GiB | {r['peak'] / GIB:.3f} GiB | "
