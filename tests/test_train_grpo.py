@@ -214,3 +214,33 @@ def test_balanced_deals_every_sample_once_longest_first():
     mp.spawn(_deal, args=(2, port, lengths, out), nprocs=2)
     assert sorted(out[0]) == [(0, 0), (0, 2), (1, 2)]
     assert sorted(out[1]) == [(0, 1), (1, 0), (1, 1)]
+
+
+def test_a_prompt_far_too_long_is_dropped_before_tokenising():
+    """A 5 MB prompt line took 28 s and 1.3 GB to tokenise before it was dropped as longer than --max-prompt-len
+    (issue 18.8; 50 MB: 119 s, 9.9 GB). It must be dropped without being tokenised, while prompts that fit are
+    tokenised as before (reference: Tokenizer.encode_chat called directly)."""
+    from types import SimpleNamespace
+
+    from data.record import Record
+    from model import TINY_DIR
+    from tokenizer import Tokenizer
+    from train_grpo import load_prompts
+
+    tokenizer, encoded = Tokenizer.from_dir(TINY_DIR), []
+    encode_chat = tokenizer.encode_chat
+
+    def counted(messages, **kwargs):
+        encoded.append(messages)
+        return encode_chat(messages, **kwargs)
+    tokenizer.encode_chat = counted
+
+    def record(id, text):
+        return Record(id=id, domain="math", messages=[{"role": "user", "content": text}], verifier={"answer": "4"})
+    huge, small, over = record("huge", "What is 2+2? " * 400_000), record("small", "2+2?"), record("over", "2+2 " * 60)
+    args = SimpleNamespace(no_thinking=False, max_prompt_len=64)
+    prompts = load_prompts([huge, small, over], "test", ["math"], tokenizer, args, rank=0)
+    assert [r.id for r, _ in prompts["math"]] == ["small"]
+    assert prompts["math"][0][1] == encode_chat(small.messages, add_generation_prompt=True)
+    assert len(encode_chat(over.messages, add_generation_prompt=True)) > 64  # dropped by the exact count
+    assert encoded == [small.messages, over.messages]  # the 5 MB one never reached the tokenizer

@@ -4,8 +4,10 @@ domains."""
 import importlib.util
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -89,3 +91,82 @@ def test_two_ranks_raise_the_eval_reward_of_both_domains(tmp_path):
     assert after["eval/all/reward"] >= before["eval/all/reward"] + RISE_MARGIN, (before, after)
     for domain in ("math", "code"):
         assert after[f"eval/{domain}/reward"] >= before[f"eval/{domain}/reward"] - 0.05, (domain, before, after)
+
+
+def test_a_finished_run_asked_for_fewer_or_as_many_steps_keeps_its_checkpoint(tmp_path):
+    """Issue 18.6: `--steps 1` on a run at step 2 exited 0, pointed `latest` at a step_0000001 that was never saved
+    and overwrote args.json. Now fewer steps is an error naming the flag, as many a no-op, and neither touches
+    args.json or `latest`. The run trains at --lr 0 (issue 18.10: `args.lr or default` trained it at 2e-5), so its
+    weights must stay those of the starting checkpoint (reference: the SFT checkpoint's tensors)."""
+    from model import CheckpointReader
+    first = run([sys.executable], tmp_path, *SHORT, "--steps", "2", "--lr", "0")
+    assert first.returncode == 0, first.stderr[-3000:]
+    latest, args_json = (tmp_path / "latest").resolve(), (tmp_path / "args.json").stat().st_mtime_ns
+    before, after = CheckpointReader(SFT), CheckpointReader(tmp_path / "latest")
+    assert all(after.get(name).to(before.get(name).dtype).equal(before.get(name)) for name in before.names())
+
+    fewer = run([sys.executable], tmp_path, *SHORT, "--steps", "1")
+    assert fewer.returncode == 1
+    assert fewer.stderr.strip().splitlines()[-1] == (f"--steps 1: {tmp_path} already holds step 2; ask for more "
+                                                      f"steps to continue that run, or give a new --out")
+    same = run([sys.executable], tmp_path, *SHORT, "--steps", "2", "--lr", "0")
+    assert same.returncode == 0, same.stderr[-3000:]
+    assert "nothing to do" in same.stdout
+    assert (tmp_path / "latest").resolve() == latest and (tmp_path / "args.json").stat().st_mtime_ns == args_json
+
+
+def descendants(pid: int) -> set[int]:
+    """Every live process below pid, from /proc (zombies count as gone: only their exit status is left)."""
+    children = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:  # it exited while we looked
+            continue
+        if fields[0] != "Z":
+            children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+    found, todo = set(), [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found.add(child)
+            todo.append(child)
+    return found
+
+
+def alive(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="ranks follow their launcher through Linux's PR_SET_PDEATHSIG")
+def test_a_live_run_keeps_its_out_and_its_ranks_die_with_the_launcher(tmp_path):
+    """Issue 18.4: `kill -9` of torchrun's process group left both ranks running (each in a session of its own, parent
+    1), and nothing stopped a resume from writing beside them. Now a second run into the live run's --out is refused
+    with one line, and once the launcher is SIGKILLed every process it started (ranks, their scoring workers) is
+    gone within seconds."""
+    out = tmp_path / "out"
+    launcher = subprocess.Popen([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
+                                 str(ROOT / "train_grpo.py"), "--out", str(out), *SHORT, "--steps", "1000"],
+                                env=ENV, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                start_new_session=True)
+    try:
+        deadline = time.time() + 300
+        while not (out / ".lock").exists() or not (out / ".lock").read_text().strip():
+            assert launcher.poll() is None and time.time() < deadline, "the run never took its lock"
+            time.sleep(0.2)
+        holder = (out / ".lock").read_text().strip()
+        second = run([sys.executable], out, *SHORT, "--steps", "1000")
+        assert second.returncode == 1
+        assert second.stderr.strip().splitlines()[-1].startswith(f"--out {out}: another live run (pid {holder})")
+
+        ranks = descendants(launcher.pid)
+        assert int(holder) in ranks and launcher.poll() is None
+    finally:
+        os.killpg(launcher.pid, signal.SIGKILL)
+        launcher.wait()
+    deadline = time.time() + 30
+    while any(alive(pid) for pid in ranks) and time.time() < deadline:
+        time.sleep(0.2)
+    assert not [pid for pid in ranks if alive(pid)]

@@ -2,6 +2,7 @@
 SIGKILLed run resumes exactly."""
 import json
 import os
+import re
 import subprocess
 import sys
 from collections import Counter
@@ -126,5 +127,29 @@ def test_metrics_drops_a_torn_last_line_and_names_the_file_of_a_bad_one_elsewher
     assert f"{path}:4: dropped a torn last line" in capsys.readouterr().out
 
     path.write_text(whole[0] + "\n" + whole[1][:9] + "\n" + whole[2] + "\n")
-    with pytest.raises(SystemExit, match=f"{path}:2: not valid JSON"):
+    with pytest.raises(SystemExit, match=re.escape(f"{path}:2: not valid JSON")):
         Metrics(path, keep_below=3)
+
+
+def test_a_finished_run_asked_for_fewer_or_as_many_steps_keeps_its_checkpoint(small_data, tmp_path):
+    """Issue 18.6: a rerun that asked for no more steps than the checkpoint holds exited 0, re-pointed `latest` at a
+    step that was never saved and overwrote args.json. Now fewer steps is an error naming the flag, as many is a
+    no-op, and neither touches args.json or `latest`. The run itself trains at --lr 0 (issue 18.10: `args.lr or
+    default` trained it at 2e-3), so its weights must equal the seeded initialisation (reference: model.from_preset,
+    the unsharded tiny model of the same seed)."""
+    from model import CheckpointReader, from_preset
+    out, steps = tmp_path / "run", ["--epochs", "0.5", "--micro-rows", "2"]
+    first = run([sys.executable], out, small_data, *steps, "--lr", "0")
+    assert first.returncode == 0, first.stderr[-3000:]
+    latest, args_json = (out / "latest").resolve(), (out / "args.json").stat().st_mtime_ns
+    assert json.loads((out / "args.json").read_text())["lr"] == 0.0
+    init, trained = from_preset("tiny", seed=1).state_dict(), CheckpointReader(out / "latest")
+    assert all(trained.get(name).equal(init[name]) for name in trained.names())
+
+    fewer = run([sys.executable], out, small_data, "--epochs", "0.25", "--micro-rows", "2", "--lr", "0")
+    assert fewer.returncode == 1
+    assert fewer.stderr.strip().splitlines()[-1].startswith(f"--epochs 0.25: {out} already holds step ")
+    same = run([sys.executable], out, small_data, *steps, "--lr", "0")
+    assert same.returncode == 0, same.stderr[-3000:]
+    assert "nothing to do" in same.stdout
+    assert (out / "latest").resolve() == latest and (out / "args.json").stat().st_mtime_ns == args_json
