@@ -60,7 +60,7 @@ class NativeEngine:
         pass
 
     def close(self):
-        pass
+        del self.model  # as VllmEngine.close: the weights go now, not when the last reference to the engine does
 
     @torch.no_grad()
     def load_weights(self, named_tensors):
@@ -159,14 +159,26 @@ class VllmEngine:
 
     def wake_up(self, tags: list[str] | None = None):
         """Re-allocate what sleep freed: all of it, or tags ["weights"] then ["kv_cache"], so that load_weights runs
-        before the KV cache returns (vLLM's recipe for the lowest peak memory)."""
+        before the KV cache returns (vLLM's recipe for the lowest peak memory).
+
+        Sleep mode allocates through vLLM's own CUDA allocator, outside PyTorch's cache, so what the trainer freed
+        (activations, the gathered full tensors of a sync) is still held by PyTorch until empty_cache returns it: TRL
+        empties the cache before every colocated wake for the same reason ("required to avoid OOM")."""
         if self.sleep_mode:
-            self.llm.wake_up(tags)
+            torch.cuda.empty_cache()
+            fully_awake = self.llm.wake_up(tags)
+            if (tags is None or "kv_cache" in tags) and not fully_awake:
+                raise RuntimeError(f"vLLM is still partly asleep after wake_up({tags}): wake the weights first, "
+                                   "then the KV cache")
 
     def close(self):
         """Shut vLLM down. Its teardown also destroys the process groups it joined, the default one included: under
         torchrun, close the engine at the end of the run in place of dist.destroy_process_group(). Keep one engine
-        per process at a time: closing one tears down the groups another one would still use."""
+        per process at a time: closing one tears down the groups another one would still use.
+
+        Close an engine before opening the next, rather than dropping it: dropping is not enough. vLLM 0.32 keeps the
+        ImportError of its optional torchcodec import (vllm/multimodal/media/audio.py, `_torchcodec_import_exc`), whose
+        traceback pins every frame on the stack at vLLM's first import, this __init__ and its `self` among them."""
         del self.llm
         gc.collect()  # the engine shuts down when collected
 
