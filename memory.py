@@ -65,7 +65,7 @@ def saved_bytes_per_token(config, dtype: torch.dtype, checkpointing: bool, path:
 
 
 def plan_bytes(config, world: int, tokens_per_rank: int = 0, checkpointing: bool = False,
-               dtype: torch.dtype = torch.bfloat16) -> dict[str, int]:
+               dtype: torch.dtype = torch.bfloat16, path: str = "cuda") -> dict[str, int]:
     """{what: bytes} held on one rank of `world` during a training step, as the trainers run it: fp32 master weights,
     their fp32 gradients and AdamW's two fp32 moments sharded by FSDP2; `dtype` copies of the parameters gathered
     around the block that runs (the root's embedding and final norm for the whole forward, the current block and the
@@ -83,6 +83,19 @@ def plan_bytes(config, world: int, tokens_per_rank: int = 0, checkpointing: bool
         "gradients (fp32, sharded)": FP32 * sharded,
         "adamw moments (fp32, sharded)": 2 * FP32 * sharded,
         f"gathered parameters ({dtype}, root + 2 blocks)".replace("torch.", ""): e * (root + 2 * block),
-        "activations": tokens_per_rank * saved_bytes_per_token(config, dtype, checkpointing),
+        "activations": tokens_per_rank * saved_bytes_per_token(config, dtype, checkpointing, path),
         "weight sync, largest full tensor (fp32)": FP32 * config.vocab_size * H,
     }
+
+
+def resident_bytes() -> int:
+    """This process's resident memory now (VmRSS): what the libraries it imported hold before any model exists."""
+    with open("/proc/self/status") as f:
+        return next(int(line.split()[1]) * 1024 for line in f if line.startswith("VmRSS:"))
+
+
+def report(terms: dict[str, int], title: str) -> str:
+    """The terms and their sum, one per line in GiB: the arithmetic as it is."""
+    width = max(map(len, terms))
+    lines = [f"{title}:"] + [f"  {name:<{width}}  {b / 2**30:8.2f} GiB" for name, b in terms.items()]
+    return "\n".join(lines + [f"  {'estimate: total':<{width}}  {sum(terms.values()) / 2**30:8.2f} GiB"])

