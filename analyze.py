@@ -454,7 +454,7 @@ def kl_markdown(report, labels, multi_label, with_delta) -> str:
 
     own = ", ".join(f"{e} {'yes' if v else 'no'}" for e, v in test["own_domain"].items()) or "no expert names a domain"
     lines = [f"## KL(expert || {multi_label}) on the experts' samples", "",
-             f"Per token (k3), {report['n']} responses to each of {report['limit']} prompts per domain at temperature "
+             f"Per token (k3), {report['samples']} responses to each of {report['limit']} prompts per domain at temperature "
              f"{report['temperature']:g}" + ("; Δ = Avg(multi) − Avg(expert) in points" if with_delta else "")
              + f". Bold: within the policy neighbourhood, KL ≤ {report['threshold']:g}.", "",
              table(["expert \\ domain", *domains], [[e, *(cell(cells[e][d]) for d in domains)] for e in labels]),
