@@ -27,10 +27,10 @@ only ever report what it computed. Nor can it find them on disk: it sees no file
 2. The runner enters new namespaces - network (no interface is up: no network, loopback included), mount, PID -
    directly as root, inside a new user namespace otherwise, and forks the namespace's pid 1, also trusted. Pid 1
    builds a minimal root on a tmpfs and chroots into it. *Hidden*: every file but the interpreter's sys.path
-   (stdlib, lib-dynload, site-packages), the shared libraries (/lib, /usr/lib, ld.so.cache), /dev/null, zero,
-   random, urandom, and a /proc that shows only the sandbox - so no project, no data, no home, no other temp dir.
-   All of it is read-only except the program's temp dir (its cwd, HOME, TMPDIR), a tmpfs of LIMITS["disk_bytes"]
-   for the sandbox as a whole. The chroot also refuses nested user namespaces (EPERM in a chroot).
+   (stdlib, lib-dynload, site-packages), the shared libraries (LIBRARIES: /lib, /usr/lib, ld.so.cache...),
+   /dev/null, zero, random, urandom, and a /proc that shows only the sandbox - so no project, no data, no home,
+   no other temp dir. All of it is read-only except the program's temp dir (its cwd, HOME, TMPDIR), a tmpfs of
+   LIMITS["disk_bytes"] for the sandbox as a whole. The chroot also refuses nested user namespaces (EPERM).
 3. Pid 1 forks one child per test (cheaper than a fresh interpreter per test: bench/rewards.py). The child sets
    rlimits (address space, CPU seconds, processes, file size, open files, no core file), drops to a uid of this
    sandbox alone as root - so RLIMIT_NPROC counts this sandbox's processes only - (else to no capabilities),
@@ -221,7 +221,7 @@ def run_sandboxed(program: str, inputs: list[str], fn_name: str | None, limits: 
     with tempfile.TemporaryDirectory(prefix="m2rl-code-", ignore_cleanup_errors=True) as workdir:
         env = {"PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8", "HOME": workdir, "TMPDIR": workdir,
                "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
-        layers, cgroups = make_cgroups(os.path.basename(workdir), limits)
+        layers, cgroups = make_cgroups(os.path.basename(workdir).removeprefix("m2rl-code-"), limits)
         proc = subprocess.Popen([sys.executable, "-I", os.path.abspath(__file__)], stdin=subprocess.PIPE,
                                 stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, cwd=workdir, env=env,
                                 start_new_session=True)
@@ -292,9 +292,11 @@ def cgroup_parents(limits: dict) -> list[tuple[str, list[str], list[tuple[str, i
         for line in f:
             fields = line.split()
             fstype, options = fields[fields.index("-") + 1], fields[-1].split(",")
-            controllers = [""] if fstype == "cgroup2" else [c for c in ("memory", "pids") if c in options]
-            for controller in controllers if fstype in ("cgroup", "cgroup2") else []:
-                mounts[controller] = (unescape(fields[3]), unescape(fields[4]))
+            if fstype == "cgroup2":
+                mounts[""] = (unescape(fields[3]), unescape(fields[4]))
+            for controller in ("memory", "pids") if fstype == "cgroup" else ():
+                if controller in options:
+                    mounts[controller] = (unescape(fields[3]), unescape(fields[4]))
     own = {}
     with open("/proc/self/cgroup") as f:
         for line in f:
@@ -307,8 +309,10 @@ def cgroup_parents(limits: dict) -> list[tuple[str, list[str], list[tuple[str, i
     # v2 gives a child the controllers its parent enables; enabling them in a cgroup that holds processes (ours)
     # is refused, so they count only where someone delegated them.
     if "" in own and {"memory", "pids"} <= set(read_text(f"{own['']}/cgroup.subtree_control").split()):
-        return [(own[""], ["memory", "pids"], [("memory.max", memory), ("memory.swap.max", 0),
-                                               ("pids.max", processes)])]
+        settings = [("memory.max", memory), ("pids.max", processes)]
+        if os.path.exists(f"{own['']}/memory.swap.max"):  # swap is accounted: none for the sandbox
+            settings.append(("memory.swap.max", 0))
+        return [(own[""], ["memory", "pids"], settings)]
     parents = []
     if "memory" in own:
         settings = [("memory.limit_in_bytes", memory)]
@@ -331,14 +335,18 @@ def sweep_stale_cgroups(directory: str) -> None:
 
 
 def remove_cgroup(path: str) -> None:
-    """rmdir once the processes are gone: they die with the runner (pid 1's PDEATHSIG kills the namespace)."""
+    """rmdir once the processes are gone. They die with the runner (pid 1's PDEATHSIG ends the namespace); without
+    a PID namespace, a program's daemons outlive it, and the cgroup names them all."""
     for _ in range(500):
         try:
             os.rmdir(path)
             return
         except FileNotFoundError:
             return
-        except OSError:  # EBUSY: a process is still exiting
+        except OSError:  # EBUSY: processes left, or still exiting
+            for pid in map(int, read_text(f"{path}/cgroup.procs").split()):
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
             time.sleep(0.01)
 
 
@@ -373,7 +381,7 @@ PR_SET_PDEATHSIG, PR_CAPBSET_DROP, PR_SET_NO_NEW_PRIVS = 1, 24, 38
 SANDBOX_UID = 1 << 30
 # What the minimal root shows besides the interpreter's sys.path: the shared libraries its extension modules
 # load (/lib and /lib64 are often symlinks into /usr) and the harmless devices.
-LIBRARIES = ["/lib", "/lib64", "/usr/lib", "/usr/lib64", "/etc/ld.so.cache"]
+LIBRARIES = ["/lib", "/lib64", "/usr/lib", "/usr/lib64", "/usr/local/lib", "/etc/ld.so.cache"]
 DEVICES = ["/dev/null", "/dev/zero", "/dev/random", "/dev/urandom"]
 DEVICE_LINKS = {"fd": "/proc/self/fd", "stdin": "/proc/self/fd/0", "stdout": "/proc/self/fd/1",
                 "stderr": "/proc/self/fd/2"}

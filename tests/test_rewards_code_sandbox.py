@@ -57,6 +57,12 @@ def short_limits(monkeypatch):
     monkeypatch.setitem(code.LIMITS, "time_s", 1.0)
     yield
     assert sandbox_processes() == [], "the sandbox left processes behind"
+    assert sandbox_cgroups(os.getpid()) == [], "the sandbox left its cgroup behind"
+
+
+def sandbox_cgroups(owner: int) -> list[str]:
+    return [entry for parent, _, _ in code.cgroup_parents(code.LIMITS) for entry in os.listdir(parent)
+            if entry.startswith(f"m2rl-code-{owner}-")]
 
 
 def attack(src: str, expected: str = "3") -> tuple[float, dict]:
@@ -183,16 +189,19 @@ for top in ({str(data)!r}, "/tmp", "/work", "/root", "/home", "/data", "/srv", "
 
 def test_the_root_holds_the_interpreter_and_its_libraries_only():
     listing = f"""import json, os, sys
-seen = {{p: sorted(os.listdir(p)) for p in ("/", "/etc", "/dev", "/tmp", os.getcwd(), {str(ROOT)!r}) if os.path.exists(p)}}
-sys.stderr.write(json.dumps(seen))"""
+cwd = os.getcwd()
+top = "/" + cwd.split("/")[1]
+seen = {{p: sorted(os.listdir(p)) for p in ("/", "/etc", "/dev", top, cwd, {str(ROOT)!r}) if os.path.exists(p)}}
+sys.stderr.write(json.dumps([cwd, top, seen]))"""
     _, info = attack(listing, expected="nothing")
-    seen = json.loads(info["failure"]["stderr"])
-    on_the_way = {Path(p).parts[1] for p in code.LIBRARIES + [sys.base_prefix, sys.prefix, os.path.realpath(sys.prefix)]}
-    assert set(seen["/"]) <= {"proc", "dev", "tmp", "etc"} | on_the_way, seen["/"]
+    cwd, top, seen = json.loads(info["failure"]["stderr"])
+    shown = code.LIBRARIES + [os.path.realpath(p) for p in (sys.prefix, sys.base_prefix)]
+    assert set(seen["/"]) <= {"proc", "dev", top[1:], "etc"} | {Path(p).parts[1] for p in shown}, seen["/"]
     assert seen["/etc"] == ["ld.so.cache"]
     assert seen["/dev"] == sorted([Path(d).name for d in code.DEVICES] + list(code.DEVICE_LINKS) + ["shm"])
-    assert len(seen["/tmp"]) == 1 and seen["/tmp"][0].startswith("m2rl-")  # the way to its own temp dir
-    assert seen[next(p for p in seen if p.startswith("/tmp/"))] == []
+    assert seen[cwd] == []
+    # the temp dir's top directory (/tmp) holds only the way to it, and to a venv that sits there
+    assert set(seen[top]) <= {Path(p).parts[2] for p in [cwd] + shown if p.startswith(top + "/")}, seen[top]
     assert set(seen.get(str(ROOT), [])) <= {".venv"}  # present only where the venv sits inside the checkout
 
 
@@ -260,6 +269,26 @@ def test_nested_user_namespaces_are_refused():
           "print(3)"
     reward, info = attack(src)
     assert reward == 0.0 and "Operation not permitted" in info["failure"]["stderr"], info
+
+
+def test_a_killed_callers_cgroup_is_removed_by_the_next_sandbox(tmp_path):
+    caller = subprocess.Popen([sys.executable, "-c", f"import sys; sys.path.insert(0, {str(ROOT)!r})\n"
+                               "from rewards import code\n"
+                               "code.verify('```python\\nwhile True:\\n    pass\\n```', "
+                               "{'tests': {'inputs': [''], 'outputs': ['']}})"])
+    try:
+        for _ in range(100):  # until its sandbox runs
+            if sandbox_cgroups(caller.pid):
+                break
+            time.sleep(0.1)
+        assert sandbox_cgroups(caller.pid), "the caller's sandbox never got a cgroup"
+    finally:
+        caller.kill()  # as a scoring worker past its item's limit: it cleans up nothing
+        caller.wait()
+    assert sandbox_cgroups(caller.pid), "left behind"
+    time.sleep(0.5)  # its sandbox dies with it (PDEATHSIG), emptying the cgroup
+    assert code.verify(fence("print(3)"), ONE_TEST)[0] == 1.0
+    assert sandbox_cgroups(caller.pid) == []
 
 
 def nobody_python() -> str:
