@@ -275,7 +275,8 @@ def test_a_killed_callers_cgroup_is_removed_by_the_next_sandbox(tmp_path):
     caller = subprocess.Popen([sys.executable, "-c", f"import sys; sys.path.insert(0, {str(ROOT)!r})\n"
                                "from rewards import code\n"
                                "code.verify('```python\\nwhile True:\\n    pass\\n```', "
-                               "{'tests': {'inputs': [''], 'outputs': ['']}})"])
+                               "{'tests': {'inputs': [''], 'outputs': ['']}})"],
+                              env={**os.environ, "TMPDIR": str(tmp_path)})  # where its temp dir is left
     try:
         for _ in range(100):  # until its sandbox runs
             if sandbox_cgroups(caller.pid):
