@@ -31,6 +31,9 @@ Outputs in --out:
                                      A rerun generates only the (prompt, sample) pairs missing there: an interrupted
                                      evaluation resumes, and one with nothing missing re-scores without loading the
                                      model.
+  args.json                          vars(args), written once every input is checked (benchmark files, models'
+                                     tokenizers and configs), right after the previous run's table.md, results.json,
+                                     plots and this run's samples files are removed: what lies beside it is its run's.
 """
 import argparse
 import hashlib
@@ -52,7 +55,8 @@ import rewards
 from benchmarks import BENCHMARKS, BenchmarkError, Options, load, read_templates
 from cli import non_negative_float, non_negative_int, positive_int, probability
 from merge import label_pairs
-from model import TINY_DIR, SamplingParams, from_preset, write_atomic
+from model import (TINY_DIR, CheckpointError, Qwen3Config, SamplingParams, check_vocab, from_preset, preset_config,
+                   write_atomic)
 from rollout import NativeEngine, Sample, open_engine
 from tokenizer import Tokenizer
 
@@ -83,20 +87,35 @@ parser.add_argument("--batch-size", type=positive_int, default=64,
                     help="sequences per engine call (one cache part each)")
 parser.add_argument("--seed", type=int, default=0)
 parser.add_argument("--out", default="results")
+parser.add_argument("--dry-run", action="store_true",
+                    help="read every benchmark file and every model's config and tokenizer, print the plan and exit; "
+                         "nothing generated or written")
 
 
 def main(args):
     out = Path(args.out)
-    write_atomic(out / "args.json", json.dumps(vars(args), indent=2))
     models = model_names(label_pairs(args.models, "--models"))
     pass_ks = [int(k) for k in args.pass_k.split(",") if k]
     if any(not 1 <= k <= args.k for k in pass_ks):
         raise SystemExit(f"--pass-k {args.pass_k}: each k must be between 1 and --k ({args.k})")
     benchmarks = load_benchmarks(args)  # every file is read before any model loads: a bad file fails in seconds
+    models = {name: Model(where, args.engine, args.batch_size) for name, where in models.items()}  # tokenizers
+    if args.dry_run:
+        prompts = sum(len(loaded.records) for loaded in benchmarks.values())
+        print(f"plan: {len(models)} models x {len(benchmarks)} benchmarks ({prompts} prompts) x {args.k} samples = "
+              f"{len(models) * prompts * args.k} generations, engine {args.engine} -> {out}")
+        return
+    # Only now, every input checked, is --out touched: first the previous run's outputs of this run's names go, so
+    # that whatever a failed run leaves beside its args.json is its own (the cache stays: it is keyed by settings).
+    stale = [out / "results.json", out / "table.md", out / "plots" / "avg_at_k.png",
+             *(out / "plots").glob("pass_at_*.png"),
+             *(out / "samples" / name / f"{bench}.jsonl" for name in models for bench in benchmarks)]
+    for path in stale:
+        path.unlink(missing_ok=True)
+    write_atomic(out / "args.json", json.dumps(vars(args), indent=2))
     results = {}
     with rewards.ScorePool() as pool:
-        for name, where in models.items():
-            model = Model(where, args.engine, args.batch_size)
+        for name, model in models.items():
             for bench, loaded in benchmarks.items():
                 results.setdefault(name, {})[bench] = evaluate(model, out, name, bench, loaded, pool, args, pass_ks)
             model.close()  # before the next model's engine opens: one vLLM engine per process, the GPU to itself
@@ -154,6 +173,8 @@ class Model:
         self.where, self.kind, self.batch_size = where, engine, batch_size
         self.preset = where.removeprefix("preset:") if where.startswith("preset:") else None
         self.tokenizer = Tokenizer.from_dir(TINY_DIR if self.preset else where)
+        config = preset_config(self.preset) if self.preset else Qwen3Config.from_dir(where)
+        check_vocab(config, self.tokenizer.vocab_size, where)
         # names, sizes and times of the weight files: a checkpoint saved anew into the same directory gets a cache
         # of its own (a preset's random weights are fixed by its seed)
         self.weights = [] if self.preset else [[f.name, f.stat().st_size, f.stat().st_mtime_ns]
@@ -385,4 +406,7 @@ def save_figure(fig, path: Path):
 
 if __name__ == "__main__":
     torch.set_grad_enabled(False)
-    main(parser.parse_args())
+    try:
+        main(parser.parse_args())
+    except (CheckpointError, FileNotFoundError) as e:  # a bad model directory: one line naming the file
+        raise SystemExit(f"error: {e}") from None

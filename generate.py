@@ -9,7 +9,7 @@ import time
 import torch
 
 from cli import model_dir, non_negative_float, non_negative_int, positive_int, probability
-from model import TINY_DIR, CheckpointError, SamplingParams, from_preset, generate, load_model
+from model import TINY_DIR, CheckpointError, SamplingParams, check_vocab, from_preset, generate, load_model
 from tokenizer import Tokenizer
 
 parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -31,6 +31,7 @@ def main(args):
     print(vars(args))
     model = load_model(args.model) if args.model else from_preset(args.preset, seed=args.seed)
     tokenizer = Tokenizer.from_dir(args.model or TINY_DIR)
+    check_vocab(model.config, tokenizer.vocab_size, args.model or f"--preset {args.preset}")
     messages = ([{"role": "system", "content": args.system}] if args.system else []) + \
                [{"role": "user", "content": args.prompt}]
     prompt = tokenizer.encode_chat(messages, add_generation_prompt=True, enable_thinking=not args.no_think)

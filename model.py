@@ -431,6 +431,16 @@ def preset_config(name: str) -> Qwen3Config:
     return Qwen3Config(**PRESETS[name])
 
 
+def check_vocab(config: Qwen3Config, tokenizer_vocab_size: int, where):
+    """Refuse a model and tokenizer that do not fit, where the two meet (evaluate.py, generate.py, the trainers): a
+    token id past the embedding's rows would otherwise surface as an IndexError deep in the forward pass, naming
+    nothing, and only once such a token comes up. More rows than tokens is normal (Qwen3 pads 151,669 to 151,936)."""
+    if config.vocab_size < tokenizer_vocab_size:
+        raise CheckpointError(f"{where}: the model's vocab_size is {config.vocab_size} but its tokenizer has "
+                              f"{tokenizer_vocab_size} tokens (ids past the embedding): pair the model with the "
+                              f"tokenizer it was trained with")
+
+
 def from_preset(name: str, seed: int = 0, dtype=torch.float32) -> Qwen3ForCausalLM:
     model = Qwen3ForCausalLM(preset_config(name))
     model.init_weights(seed)

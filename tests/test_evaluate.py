@@ -364,3 +364,39 @@ def test_an_interrupted_evaluation_resumes_from_the_cache(tmp_path, monkeypatch)
         assert rescore == [3, 4, 4, 4]
         run_main(tmp_path / "resumed")
         assert rescore == [3, 4, 4, 4]
+
+
+def test_a_failed_rerun_leaves_no_stale_table_beside_its_args(tmp_path, monkeypatch):
+    """Issue 18.12: a rerun that fails validation leaves the previous run whole (its args.json with its table); one
+    that fails later leaves its own args.json and none of the previous run's tables, plots or samples."""
+    out = tmp_path / "out"
+    run_main(out)
+    args, table = (out / "args.json").read_text(), (out / "table.md").read_text()
+    with pytest.raises(SystemExit, match="--pass-k 9"):
+        run_main(out, "--pass-k", "9")
+    assert (out / "args.json").read_text() == args and (out / "table.md").read_text() == table
+    with monkeypatch.context() as m:
+        counting_engine(m, stop_after=0)
+        with pytest.raises(Interrupted):
+            run_main(out, "--temperature", "1.0")  # new settings: the engine must run, and dies
+    assert json.loads((out / "args.json").read_text())["temperature"] == 1.0
+    left = {p.relative_to(out).parts[0] for p in out.rglob("*") if p.is_file()}
+    assert left == {"args.json", "cache"}, left
+
+
+def test_a_tokenizer_larger_than_the_model_vocabulary_is_refused_up_front(tmp_path):
+    """Issue 18.9: a model with fewer embedding rows than its tokenizer has tokens (here 500 < the tiny tokenizer's
+    512) used to fail with an IndexError deep in the forward pass; now one line naming the directory, before --out."""
+    from model import PRESETS, TINY_DIR, Qwen3Config, Qwen3ForCausalLM, save_model
+    small = Qwen3ForCausalLM(Qwen3Config(**{**PRESETS["tiny"], "vocab_size": 500}))
+    save_model(small, tmp_path / "small", source_dir=TINY_DIR)
+    run = subprocess.run([sys.executable, str(ROOT / "evaluate.py"), "--models", f"small={tmp_path / 'small'}",
+                          "--limit", "1", "--k", "1", "--out", str(tmp_path / "out")],
+                         cwd=ROOT, capture_output=True, text=True, timeout=600)
+    says = (f"error: {tmp_path / 'small'}: the model's vocab_size is 500 but its tokenizer has 512 tokens (ids past "
+            f"the embedding): pair the model with the tokenizer it was trained with")
+    assert run.returncode == 1 and run.stderr.strip() == says
+    assert not (tmp_path / "out").exists()
+    run = subprocess.run([sys.executable, str(ROOT / "generate.py"), "--model", str(tmp_path / "small")],
+                         cwd=ROOT, capture_output=True, text=True, timeout=600)  # generate.py meets the pair too
+    assert run.returncode == 1 and run.stderr.strip() == says
