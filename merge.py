@@ -92,6 +92,8 @@ def parse_args(argv=None):
     p.add_argument("--seed", type=int, default=0, help="seeds the DARE masks (and the demo models)")
     p.add_argument("--dtype", choices=tuple(DTYPES), help="output dtype (default: the base's, per tensor)")
     p.add_argument("--device", default="cpu", help="where the arithmetic runs, e.g. cuda")
+    p.add_argument("--dry-run", action="store_true", help="check --out and every model against the base (configs, "
+                                                          "tensor headers), print the plan and exit; nothing written")
     p.add_argument("--skip-base-check", action="store_true", help="merge even when a model's weights look unrelated "
                    f"to the base's (a weight matrix with cosine < {MIN_COSINE} to the base's)")
     args = p.parse_args(argv)
@@ -421,6 +423,12 @@ def main(argv=None):
             if w <= 0:
                 raise SystemExit(f"--weights {label}={w}: weights must be > 0")
         weights = torch.tensor([given.get(label, 1.0) for label in ckpt.labels], device=args.device)
+        if args.dry_run:
+            n = sum(ckpt.numel.values())
+            print(f"plan: {args.method} merge of {', '.join(ckpt.labels)} onto {base_dir} -> {args.out}: "
+                  f"{len(ckpt.names)} tensors, {n / 1e9:.3f}B parameters; reads {len(ckpt.labels) + 1} models, "
+                  f"writes one; parameters {dict((k, getattr(args, k)) for k in DEFAULTS[args.method])}")
+            return
 
         start = time.time()
         thresholds = None

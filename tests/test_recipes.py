@@ -14,15 +14,14 @@ STAGES = [("1_sft.sh",), ("2_grpo.sh", "math"), ("2_grpo.sh", "if"), ("2_grpo.sh
           ("4_merge.sh",), ("5_evaluate.sh",)]
 
 
-@pytest.fixture(scope="module")
-def stand_ins(tmp_path_factory):
-    """RUNS with every checkpoint an earlier stage would have written, each the embedded SFT model."""
-    runs = tmp_path_factory.mktemp("runs")
+def stand_ins(runs: Path, stage: str) -> dict:
+    """RUNS with every checkpoint the stages before `stage` would have written, each the embedded SFT model."""
     for name in ["sft", "mtopd", *(f"grpo_{d}" for d in ("math", "code", "science", "if", "mixed"))]:
         (runs / name).mkdir()
         (runs / name / "latest").symlink_to(TINY_SFT)
-    for method in ("average", "task_arithmetic", "ties", "ties_dare", "ta_dare", "sce"):
-        (runs / f"merge_{method}").symlink_to(TINY_SFT)
+    if stage == "5_evaluate.sh":
+        for method in ("average", "task_arithmetic", "ties", "ties_dare", "ta_dare", "sce"):
+            (runs / f"merge_{method}").symlink_to(TINY_SFT)
     return {"DRY_RUN": "1", "NGPU": "8", "PYTHON": sys.executable, "OMP_NUM_THREADS": "1", "RUNS": str(runs),
             "BASE": str(TINY_SFT), "SFT": str(TINY_SFT), "BLEND": str(ROOT / "data/blends/toy_sft.json"),
             "RL_DATA": str(ROOT / "data/toy/rl"), "BENCH_DIR": str(ROOT / "data/bench"),
@@ -30,11 +29,12 @@ def stand_ins(tmp_path_factory):
 
 
 @pytest.mark.parametrize("stage", STAGES, ids=[" ".join(s) for s in STAGES])
-def test_recipe_dry_run(stage, stand_ins):
-    runs = Path(stand_ins["RUNS"])
+def test_recipe_dry_run(stage, tmp_path):
+    runs = tmp_path
+    env = stand_ins(runs, stage[0])
     before = sorted(p.name for p in runs.iterdir())
     result = subprocess.run(["bash", str(ROOT / "recipes" / stage[0]), *stage[1:]], cwd=ROOT, capture_output=True,
-                            text=True, env={**os.environ, **stand_ins}, timeout=600)
+                            text=True, env={**os.environ, **env}, timeout=600)
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
     assert "plan" in result.stdout  # each script's --dry-run prints its plan
     if stage[0] in ("2_grpo.sh", "3_mtopd.sh"):
