@@ -5,17 +5,20 @@ import os
 import re
 import subprocess
 import sys
+import tracemalloc
 from collections import Counter
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import pytest
+import torch.distributed as dist
 
 from data.blend import realise
 from data.record import load_records, write_records
 from model import TINY_DIR
 from tokenizer import Tokenizer
-from train_sft import files_blend, packed_rows, row_of, tokenize
+from train_sft import count_tokens, files_blend, packed_rows, row_of, tokenize
 
 ROOT = Path(__file__).resolve().parents[1]
 ENV = {**os.environ, "OMP_NUM_THREADS": "1"}  # two ranks on two cores: one thread each
@@ -84,6 +87,36 @@ def test_packed_rows_greedy_every_document_once_per_epoch_and_resumable_at_any_r
     for r in range(len(rows)):
         assert list(packed_rows(lengths, copies, seq_len, 7, rows[r - 1][1] if r else 0, end)) == rows[r:]
     assert list(packed_rows(lengths, copies, seq_len, 8, 0, end)) != rows  # the seed decides the order
+
+
+def test_the_data_path_holds_a_few_bytes_per_record_not_the_documents(tmp_path):
+    """Count, plan and read 16 rows over N and 10 x N records: Python's peak allocation (tracemalloc, which sees
+    numpy's arrays) grows by a few ints a record (measured: 19 bytes). Reference: the same path also holding every
+    tokenised document, as the previous train_sft.py did, grows by ~2,000 bytes a record here (measured; and
+    bench/sft_memory.py --script on that version: +147 MB peak RSS for 18,000 more records)."""
+    toy = load_records(ROOT / "data/toy/sft/math.jsonl") + load_records(ROOT / "data/toy/sft/if.jsonl")
+    tok = Tokenizer.from_dir(TINY_DIR)
+
+    def data_path(n):
+        path = tmp_path / f"{n}.jsonl"
+        write_records(path, (replace(toy[i % len(toy)], id=f"r{i}") for i in range(n)))
+        blend = realise(files_blend([str(path)]))
+        lengths = count_tokens(blend, tok, True, False, 0, 1)
+        copies = np.where(lengths > 0, blend.copies(), 0)
+        stream = packed_rows(lengths, copies, 128, 0, 0, int(copies.sum()))
+        assert (lengths > 0).sum() == n
+        return [row_of(next(stream)[0], blend, tok, True, 128) for _ in range(16)]
+
+    dist.init_process_group("gloo", store=dist.HashStore(), rank=0, world_size=1)  # count_tokens gathers the ranks'
+    data_path(200)  # first calls allocate once for good (imports, caches): not the data's
+    peaks = []
+    for n in (200, 2000):
+        tracemalloc.start()
+        data_path(n)
+        peaks.append(tracemalloc.get_traced_memory()[1])
+        tracemalloc.stop()
+    dist.destroy_process_group()
+    assert peaks[1] - peaks[0] < 1800 * 100, peaks  # under 100 bytes for each of the 1,800 more records
 
 
 def test_two_ranks_follow_the_single_process_curve(small_data, tmp_path):
