@@ -244,3 +244,45 @@ def test_a_prompt_far_too_long_is_dropped_before_tokenising():
     assert prompts["math"][0][1] == encode_chat(small.messages, add_generation_prompt=True)
     assert len(encode_chat(over.messages, add_generation_prompt=True)) > 64  # dropped by the exact count
     assert encoded == [small.messages, over.messages]  # the 5 MB one never reached the tokenizer
+
+
+def test_recompute_gives_the_same_update(world_of_one, one_thread):
+    # reference: the same update without activation recompute (torch.utils.checkpoint must only trade memory)
+    from argparse import Namespace
+    from model import recompute_activations
+    from train_grpo import Stats
+    samples = random_samples([(6, 20), (3, 9), (9, 4)])
+    advantages = {i: torch.full((len(s.response_ids),), 1.0 - i) for i, s in enumerate(samples)}
+    args = Namespace(micro_batch=2, max_tokens_per_micro_batch=0, temperature=1.0, eps_clip=0.2, eps_clip_high=0.28,
+                     tis_cap=2.0, kl_coef=0.0, kl_estimator="k3", entropy_coef=0.0, loss_agg="token-mean",
+                     max_response_len=20, grad_clip=1e9)
+    grads = []
+    for recompute in (False, True):
+        model = from_preset("tiny", seed=0)
+        if recompute:
+            recompute_activations(model)
+        optimizer = GradientRecorder(model.parameters())
+        update(model, None, optimizer, samples, [0, 1, 2], advantages, None, args, 1, "cpu", Stats())
+        grads.append(optimizer.grads)
+    for a, b in zip(*grads):
+        assert torch.allclose(a, b, atol=1e-7)
+
+
+def test_a_real_model_without_data_is_refused(tmp_path):
+    # the toy prompts belong to the embedded tiny model: any other --model must name its RL data
+    import shutil
+    import subprocess
+    import sys
+    from pathlib import Path
+    root = Path(__file__).resolve().parents[1]
+    model = tmp_path / "my-sft"
+    shutil.copytree(root / "data/tiny-sft", model)
+    result = subprocess.run([sys.executable, str(root / "train_grpo.py"), "--model", str(model), "--dry-run"],
+                            capture_output=True, text=True, cwd=tmp_path)
+    assert result.returncode != 0
+    assert "--data" in result.stderr and "--blend" in result.stderr and "Traceback" not in result.stderr
+    with_data = subprocess.run([sys.executable, str(root / "train_grpo.py"), "--model", str(model), "--domains",
+                                "math", "--data", str(root / "data/toy/rl/math.jsonl"), "--dry-run"],
+                               capture_output=True, text=True, cwd=tmp_path)
+    assert with_data.returncode == 0, with_data.stderr[-2000:]
+    assert "plan:" in with_data.stdout and not list(tmp_path.glob("runs"))  # planned, nothing written
