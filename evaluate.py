@@ -56,7 +56,7 @@ from benchmarks import BENCHMARKS, BenchmarkError, Options, load, read_templates
 from cli import non_negative_float, non_negative_int, positive_int, probability
 from merge import label_pairs
 from model import (TINY_DIR, CheckpointError, Qwen3Config, SamplingParams, check_vocab, from_preset, preset_config,
-                   write_atomic)
+                   read_json, write_atomic)
 from rollout import NativeEngine, Sample, open_engine
 from tokenizer import Tokenizer
 
@@ -100,6 +100,10 @@ def main(args):
         raise SystemExit(f"--pass-k {args.pass_k}: each k must be between 1 and --k ({args.k})")
     benchmarks = load_benchmarks(args)  # every file is read before any model loads: a bad file fails in seconds
     models = {name: Model(where, args.engine, args.batch_size) for name, where in models.items()}  # tokenizers
+    previous = out / "args.json"  # an earlier evaluation's has our --benchmarks; a trainer's run directory has not
+    if out.exists() and any(out.iterdir()) and not (previous.is_file() and "benchmarks" in read_json(previous)):
+        raise SystemExit(f"--out {out} exists and is not an earlier evaluation (no args.json with 'benchmarks'), and "
+                         f"this run would overwrite its files: choose another --out")
     if args.dry_run:
         prompts = sum(len(loaded.records) for loaded in benchmarks.values())
         print(f"plan: {len(models)} models x {len(benchmarks)} benchmarks ({prompts} prompts) x {args.k} samples = "

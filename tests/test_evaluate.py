@@ -382,6 +382,12 @@ def test_a_failed_rerun_leaves_no_stale_table_beside_its_args(tmp_path, monkeypa
     assert json.loads((out / "args.json").read_text())["temperature"] == 1.0
     left = {p.relative_to(out).parts[0] for p in out.rglob("*") if p.is_file()}
     assert left == {"args.json", "cache"}, left
+    run_dir = tmp_path / "run"  # a trainer's --out: its args.json is not ours to overwrite (issue 18.1's rule)
+    run_dir.mkdir()
+    (run_dir / "args.json").write_text('{"lr": 1e-6}')
+    with pytest.raises(SystemExit, match=f"--out {run_dir} exists and is not an earlier evaluation"):
+        run_main(run_dir)
+    assert (run_dir / "args.json").read_text() == '{"lr": 1e-6}'
 
 
 def test_a_tokenizer_larger_than_the_model_vocabulary_is_refused_up_front(tmp_path):
