@@ -416,3 +416,19 @@ def test_inputs_in_other_float_dtypes_merge_in_fp32(tmp_path):
     check(merged, {n: base[n] + (m[n] - bf16(base[n])) + (c[n] - base[n]) for n in base}, atol=1e-6)
     report = json.loads((tmp_path / "mixed" / "merge_report.json").read_text())
     assert report["kept"]["copy"] == 0 and report["kept"]["math"] > 0.5
+
+
+def test_a_killed_merges_temporary_is_removed_by_the_next_merge(tmp_path):
+    """Issue 18.12: a merge killed while writing leaves its hidden temporary directory (a whole model) beside --out.
+    Reference: its writer's pid is dead (a process we started and reaped), so the next merge there removes it."""
+    import subprocess
+    import sys
+    from model import HOST
+    argv = write_models(tmp_path, labels=("math",))
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    leftover = tmp_path / f".out.m2rl-{dead.pid}-k1ll3d@{HOST}.tmp"
+    leftover.mkdir()
+    (leftover / "model.safetensors").write_bytes(b"\0" * 1000)
+    run(tmp_path, [*argv, "--method=average"])
+    assert not leftover.exists() and not list(tmp_path.glob(".*"))
