@@ -61,7 +61,7 @@ from typing import Callable
 
 import rewards
 from data.record import Record, RecordError, load_records
-from rewards.ifeval import CHECKS as IF_CHECKS
+from rewards.ifeval import CHECKS as IF_CHECKS, missing_data
 
 ROOT = Path(__file__).resolve().parent
 LETTERS = "ABCDEFGHIJ"
@@ -435,7 +435,7 @@ def load_ifeval(name: str, path: Path, options: Options) -> Loaded:
     for n, row in jsonl_rows(path):
         where = f"{path}:{n}"
         ids = need(row, "instruction_id_list", list, where)
-        missing = [i for i in ids if i not in IF_CHECKS]
+        missing = [i for i in ids if i not in IF_CHECKS or missing_data(i)]
         if missing and name == "ifbench":
             skipped += 1
             for i in missing:
@@ -449,7 +449,8 @@ def load_ifeval(name: str, path: Path, options: Options) -> Loaded:
     if skipped:
         names = ", ".join(f"{i} ({c})" for i, c in sorted(unsupported.items(), key=lambda kv: (-kv[1], kv[0])))
         notes.append(f"{skipped} of {skipped + len(records)} prompts skipped: they use {len(unsupported)} "
-                     f"instruction ids rewards/ifeval.py does not implement: {names}")
+                     f"instruction ids rewards/ifeval.py cannot check: {names}")
+        notes += [f"{i} needs {missing_data(i)}" for i in sorted(unsupported) if i in IF_CHECKS]
     return Loaded(unique(records, lines, path), notes)
 
 

