@@ -16,6 +16,14 @@ At most MAX_TESTS tests run per problem (M2RL samples 20), chosen with a seed de
 rollout of a problem meets the same ones (GRPO compares the rollouts of a group). Reward 1.0 if all pass
 (M2RL's pass_all); `partial=True` gives the fraction passed (M2RL's pass_avg).
 
+protocol="m2rl" is the paper's unit-test reward (slime/rewards/code.py `reward_with_unit_test`, `extract_python`,
+TOOL_CONFIGS): the program is the text from the first "```python" to the last "```" (its greedy regex: a response
+with two blocks runs the prose between them too), each test may run 10 s (python_run_timeout), and a test passes
+iff the stripped stdout equals the stripped expected output exactly - no float tolerance - with nothing on stderr
+(its harness appends stderr to the output it compares) and no error. The paper samples its 20 tests unseeded;
+here the same seeded choice as above, so a group's rollouts meet the same tests. Call-based tests (fn_name) keep
+this module's harness and compare the returned JSON exactly (the paper feeds every test on stdin).
+
 The sandbox. Untrusted code never runs in the calling process, and expected outputs never enter the sandbox:
 the verdict is made out here, so a program that exits early, rewrites builtins or tampers with its harness can
 only ever report what it computed. Nor can it find them on disk: it sees no file it does not need.
@@ -86,25 +94,29 @@ from builtins import *
 import bisect, collections, functools, heapq, itertools, math, re, string, sys
 """
 FENCE = re.compile(r"```(?i:python3?|py)[ \t]*\r?\n(.*?)```", re.DOTALL)
+PAPER_FENCE = re.compile(r"```python\s*(.*)?```", re.DOTALL)  # greedy, as slime/rewards/code.py extract_python
+PAPER_TIME_S = 10.0  # slime/rewards/code.py TOOL_CONFIGS["python_run_timeout"]
 
 
-def verify(response: str, verifier: dict, partial: bool = False) -> tuple[float, dict]:
-    blocks = FENCE.findall(response)
+def verify(response: str, verifier: dict, partial: bool = False, protocol: str = "toy") -> tuple[float, dict]:
+    blocks = FENCE.findall(response) if protocol == "toy" else [m.strip() for m in PAPER_FENCE.findall(response)]
     if not blocks:
         return 0.0, {"passed": 0, "tests": 0, "error": "no ```python block in the response"}
+    limits = LIMITS if protocol == "toy" else {**LIMITS, "time_s": PAPER_TIME_S}
+    judge_run = judge if protocol == "toy" else judge_exactly
     tests = verifier["tests"]
     chosen = pick_tests(tests["inputs"])
     inputs = [tests["inputs"][i] for i in chosen]
     outputs = [tests["outputs"][i] for i in chosen]
     fn_name = tests.get("fn_name")
     info = {"passed": 0, "tests": len(chosen)}
-    with contextlib.closing(run_sandboxed(blocks[-1], inputs, fn_name, LIMITS, not partial)) as runs:
+    with contextlib.closing(run_sandboxed(blocks[-1], inputs, fn_name, limits, not partial)) as runs:
         header = next(runs, {"error": "the sandbox runner died before it started"})
         if "error" in header:
             return 0.0, {**info, "error": header["error"]}
         info["isolation"] = header["isolation"]
         for test, expected, run in zip(chosen, outputs, runs):
-            verdict = judge(run, expected, fn_name)
+            verdict = judge_run(run, expected, fn_name)
             if verdict == "passed":
                 info["passed"] += 1
                 continue
@@ -168,6 +180,21 @@ def judge(run: dict, expected: str, fn_name: str | None) -> str:
     except json.JSONDecodeError:
         return "wrong answer (the return value is not JSON)"
     return "passed" if values_match(got, json.loads(expected)) else "wrong answer"
+
+
+def judge_exactly(run: dict, expected: str, fn_name: str | None) -> str:
+    """The m2rl protocol's verdict: judge's failures, then exact equality of stripped outputs, stderr empty."""
+    verdict = judge(run, expected, fn_name)
+    if verdict.startswith(("sandbox error", "time limit", "output limit", "runtime error")):
+        return verdict
+    if run["stderr"]:
+        return "wrong answer (stderr not empty: the paper's harness appends it to the output)"
+    if fn_name is None:
+        return "passed" if run["stdout"].strip() == expected.strip() else "wrong answer"
+    try:
+        return "passed" if json.loads(run["stdout"]) == json.loads(expected) else "wrong answer"
+    except json.JSONDecodeError:
+        return "wrong answer (the return value is not JSON)"
 
 
 def stdout_matches(got: str, expected: str) -> bool:

@@ -252,15 +252,13 @@ def test_a_fork_bomb_does_not_starve_a_concurrent_sandbox(monkeypatch):
     bomb = "import os\nwhile True:\n    try:\n        os.fork()\n    except OSError:\n        pass"
     threads = "import threading\nts = [threading.Thread(target=sum, args=([1],)) for _ in range(32)]\n" \
               "[t.start() for t in ts]\n[t.join() for t in ts]\nprint(3)"
-    bombed = {}
     with ThreadPoolExecutor(1) as pool:
-        future = pool.submit(attack, bomb)
+        bombed = pool.submit(attack, bomb)
         time.sleep(1.5)  # the bomb has filled its sandbox's process limit
-        assert not future.done()
+        assert not bombed.done()
         reward, info = code.verify(fence(threads), ONE_TEST)
-        bombed["reward"], _ = future.result()
     assert reward == 1.0, info
-    assert bombed["reward"] == 0.0
+    assert bombed.result()[0] == 0.0
 
 
 def test_nested_user_namespaces_are_refused():
