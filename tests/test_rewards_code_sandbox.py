@@ -2,7 +2,9 @@
 
 Reference: the attacks are built so that, were they to succeed, the evidence would be independent of the
 sandbox's own report - a file on disk, a connection accepted by a socket this test listens on, the test
-process alive, the secret as the expected output (a leak would score 1), and the process table after the run.
+process alive, the secret as the expected output (a leak would score 1), what the program itself saw (its
+children's exit codes, the errors it met, the directories it listed), and the process table and the cgroup
+directories after the run.
 """
 import contextlib
 import json
