@@ -418,7 +418,7 @@ def fill_weights(model: Qwen3ForCausalLM, reader: CheckpointReader, local_rows=N
                              f"config.json implies {tuple(params[name].shape)}")
         part, first = local_rows(params[name]) if local_rows else (params[name], 0)
         with torch.no_grad():
-            part.copy_(reader.get(name, part.device, slice(first, first + len(part))))
+            part.copy_(reader.get(name, rows=slice(first, first + len(part))))  # read on the CPU, copied over
     missing = sorted(set(params) - set(reader.names()))
     if missing:
         raise CheckpointError(f"{reader.path}: checkpoint lacks tensor(s) {missing[:5]}"
@@ -458,6 +458,8 @@ def save_checkpoint(out_dir, named_tensors, config: Qwen3Config, source_dir=None
     script checks first, with check_out_dir, that out_dir is its own earlier output. A failed save removes its
     temporary directory; a killed one leaves it to the next save beside it (remove_stale_temps)."""
     out_dir = Path(out_dir).absolute()  # `--out .` has no name to put a temporary beside
+    if out_dir.is_dir() and any(out_dir.iterdir()) and not (out_dir / "config.json").is_file():
+        raise CheckpointError(f"{out_dir} is not a checkpoint (no config.json): save_checkpoint replaces only those")
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     remove_stale_temps(out_dir.parent)
     tmp = _temp_path(out_dir, uuid.uuid4().hex[:8])

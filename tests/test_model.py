@@ -1,6 +1,7 @@
 """model.py against the independent reference: transformers' Qwen3ForCausalLM (eager attention), on random tiny configs."""
 import json
 import os
+import shutil
 import tempfile
 
 import pytest
@@ -284,6 +285,12 @@ def test_save_is_atomic_and_replaces_existing(tmp_path):
     (tmp_path / "ckpt" / "stale.txt").write_text("old")
     save_model(model, tmp_path / "ckpt")
     assert not (tmp_path / "ckpt" / "stale.txt").exists()
+    (tmp_path / "notes").mkdir()  # the last line of defence, whatever a script checked: only a checkpoint is replaced
+    (tmp_path / "notes" / "notes.txt").write_text("mine")
+    with pytest.raises(CheckpointError, match="notes is not a checkpoint"):
+        save_model(model, tmp_path / "notes")
+    assert (tmp_path / "notes" / "notes.txt").read_text() == "mine"
+    shutil.rmtree(tmp_path / "notes")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["ckpt"]  # no temp dirs left behind
     assert CheckpointReader(tmp_path / "ckpt").config == model.config
 
