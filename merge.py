@@ -22,10 +22,11 @@ Inputs in different float dtypes (a bf16 Hugging Face base, our fp32 RL outputs)
 coarser dtype than the base (bf16 beside an fp32 base) is read with the base's rounding residual θ_b − round(θ_b) added
 back, so an entry it did not move has δ = 0 exactly, and rounding never counts as a task vector (see on_base_precision).
 
-Checks, before anything is written: every model's config and tensor shapes equal the base's; every weight matrix of
-every model points the base's way (cosine ≥ MIN_COSINE, else "fine-tuned from another base?"; --skip-base-check merges
-anyway); --out is new, empty or an earlier merge (it holds merge_report.json), and neither an input nor the working
-directory (model.check_out_dir). A bad input is one line naming the model, file and key, and exit status 1.
+Checks, each leaving --out as it was: first, --out is new, empty or an earlier merge (it holds merge_report.json), and
+neither an input nor the working directory (model.check_out_dir); every model's config and tensor shapes equal the
+base's (headers only); then, as each tensor is read (the first weight matrix, in practice), every model's matrix points
+the base's way (cosine ≥ MIN_COSINE, else "fine-tuned from another base?"; --skip-base-check merges anyway), a failure
+removing the half-written temporary. A bad input is one line naming the model, file and key, and exit status 1.
 
 Where we differ from MergeLM: an exact tie Σ w_i δ_i = 0 elects + (mergekit's rule; MergeLM takes the model-wide
 majority sign — a measure-zero event); SCE's selection mask also zeroes the merged deltas (the SCE paper and mergekit;
