@@ -318,24 +318,7 @@ def make_cgroups(name: str, limits: dict) -> tuple[list[str], list[str]]:
 
 def cgroup_parents(limits: dict) -> list[tuple[str, list[str], list[tuple[str, int]]]]:
     """(our own cgroup's directory, its controllers, the files that set a child's limits) per hierarchy."""
-    mounts = {}  # "" for the v2 hierarchy, else the v1 controller -> (root inside the fs, mount point)
-    with open("/proc/self/mountinfo") as f:
-        for line in f:
-            fields = line.split()
-            fstype, options = fields[fields.index("-") + 1], fields[-1].split(",")
-            if fstype == "cgroup2":
-                mounts[""] = (unescape(fields[3]), unescape(fields[4]))
-            for controller in ("memory", "pids") if fstype == "cgroup" else ():
-                if controller in options:
-                    mounts[controller] = (unescape(fields[3]), unescape(fields[4]))
-    own = {}
-    with open("/proc/self/cgroup") as f:
-        for line in f:
-            _, controllers, path = line.rstrip("\n").split(":", 2)
-            for controller in controllers.split(",") if controllers else [""]:
-                if controller in mounts and path.startswith(mounts[controller][0]):
-                    root, point = mounts[controller]
-                    own[controller] = (point + "/" + path[len(root):].strip("/")).rstrip("/")
+    own = own_cgroups(read_text("/proc/self/mountinfo"), read_text("/proc/self/cgroup"))
     memory, processes = limits["memory_bytes"], limits["processes"]
     # v2 gives a child the controllers its parent enables; enabling them in a cgroup that holds processes (ours)
     # is refused, so they count only where someone delegated them.
@@ -349,6 +332,28 @@ def cgroup_parents(limits: dict) -> list[tuple[str, list[str], list[tuple[str, i
     if "pids" in own:
         parents.append((own["pids"], ["pids"], [("pids.max", processes)]))
     return parents
+
+
+def own_cgroups(mountinfo: str, cgroup: str) -> dict[str, str]:
+    """The directory of a process's cgroup per hierarchy - "" for v2, "memory" and "pids" for v1 - from its
+    /proc/self/mountinfo and /proc/self/cgroup."""
+    mounts = {}  # hierarchy -> (its root inside the cgroupfs, where that is mounted)
+    for line in mountinfo.splitlines():
+        fields = line.split()
+        fstype, options = fields[fields.index("-") + 1], fields[-1].split(",")
+        if fstype == "cgroup2":
+            mounts[""] = (unescape(fields[3]), unescape(fields[4]))
+        for controller in ("memory", "pids") if fstype == "cgroup" else ():
+            if controller in options:
+                mounts[controller] = (unescape(fields[3]), unescape(fields[4]))
+    own = {}
+    for line in cgroup.splitlines():
+        _, controllers, path = line.split(":", 2)
+        for controller in controllers.split(",") if controllers else [""]:
+            if controller in mounts and path.startswith(mounts[controller][0]):
+                root, point = mounts[controller]
+                own[controller] = (point + "/" + path[len(root):].strip("/")).rstrip("/")
+    return own
 
 
 def sweep_stale_cgroups(directory: str) -> None:

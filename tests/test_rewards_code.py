@@ -78,6 +78,32 @@ def test_check_verifier_accepts_both_forms():
     code.check_verifier({"tests": {"inputs": ["[1, 2]\n3"], "outputs": ["4"], "fn_name": "f"}})
 
 
+# Layouts written from proc(5) (mountinfo: field 4 the root inside the filesystem, field 5 the mount point,
+# the super options last) and cgroups(7) (/proc/self/cgroup: "id:controllers:path", "0::path" for v2).
+HYBRID = ("""26 21 0:23 / /sys/fs/cgroup/unified rw,relatime - cgroup2 cgroup2 rw
+30 21 0:27 / /sys/fs/cgroup/memory rw,relatime - cgroup cgroup rw,memory
+33 21 0:30 / /sys/fs/cgroup/pids rw,relatime - cgroup cgroup rw,pids
+27 21 0:24 / /sys/fs/cgroup/cpu rw,relatime - cgroup cgroup rw,cpu""",
+          "8:pids:/\n4:memory:/process_api/ac31\n1:cpu:/\n0::/")
+V2_SESSION = ("35 24 0:30 / /sys/fs/cgroup rw,nosuid,nodev,noexec,relatime shared:9 - cgroup2 cgroup2 rw,nsdelegate",
+              "0::/user.slice/user-1000.slice/session-2.scope")
+V2_CONTAINER_ROOT = ("677 675 0:30 / /sys/fs/cgroup rw,nosuid - cgroup2 cgroup rw", "0::/")
+V1_DOCKER = ("690 688 0:27 /docker/abc /sys/fs/cgroup/memory ro,nosuid - cgroup cgroup rw,memory\n"
+             "691 688 0:33 /docker/abc /sys/fs/cgroup/pids ro,nosuid - cgroup cgroup rw,pids",
+             "12:pids:/docker/abc\n9:memory:/docker/abc\n0::/system.slice/docker.service")
+
+
+@pytest.mark.parametrize("layout, own", [
+    (HYBRID, {"": "/sys/fs/cgroup/unified", "memory": "/sys/fs/cgroup/memory/process_api/ac31",
+              "pids": "/sys/fs/cgroup/pids"}),
+    (V2_SESSION, {"": "/sys/fs/cgroup/user.slice/user-1000.slice/session-2.scope"}),
+    (V2_CONTAINER_ROOT, {"": "/sys/fs/cgroup"}),
+    (V1_DOCKER, {"memory": "/sys/fs/cgroup/memory", "pids": "/sys/fs/cgroup/pids"}),  # no v2 mount: not listed
+])
+def test_own_cgroups(layout, own):
+    assert code.own_cgroups(*layout) == own
+
+
 # --- end to end, through the sandbox -------------------------------------------------------------------
 
 def test_correct_solution_passes():
