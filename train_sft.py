@@ -29,10 +29,11 @@ import torch.distributed as dist
 from tqdm import tqdm
 
 import dist as m2rl_dist
+import memory
 from cli import existing_file, model_dir, non_negative_float, non_negative_int, positive_float, positive_int
 from data.blend import Blend, BlendError, load_blend, parse_blend, realise
 from data.record import RecordError
-from model import DTYPES, TINY_DIR, CheckpointError, preset_config
+from model import DTYPES, TINY_DIR, CheckpointError, Qwen3Config, preset_config
 from tokenizer import Tokenizer
 
 ROOT = Path(__file__).resolve().parent
@@ -52,6 +53,9 @@ parser.add_argument("--seq-len", type=positive_int, default=512, help="tokens pe
 parser.add_argument("--batch-rows", type=positive_int, default=8, help="rows per optimizer step, over all ranks")
 parser.add_argument("--micro-rows", type=positive_int, default=4, help="rows per forward/backward on one rank")
 parser.add_argument("--epochs", type=positive_float, default=1.0)
+parser.add_argument("--max-steps", type=positive_int,
+                    help="stop after this many steps, the lr schedule with them (as HF's max_steps; default: the "
+                         "epochs' steps)")
 # Paper defaults (M2RL SFT) when fine-tuning a --model: AdamW, lr 5e-5 -> 5e-6 cosine, 10% warm-up, weight decay
 # 0.1, betas 0.9/0.95. A tiny preset starts from random weights, so it trains at the rates measured for it in
 # shared/TOY_NOTES.md (peak 2e-3, weight decay 0.01).
@@ -75,6 +79,10 @@ parser.add_argument("--save-dtype", default="auto", choices=("auto", "float32", 
 parser.add_argument("--keep-last", type=non_negative_int, default=2,
                     help="resumable trainer states kept: the newest N (0: all); older steps keep their HF weights")
 parser.add_argument("--seed", type=int, default=0)
+parser.add_argument("--dry-run", nargs="?", const="auto", choices=("auto", "cuda", "cpu"),
+                    help="validate every flag, index the data and read a sample of it, then print the plan (steps "
+                         "and tokens estimated from the sample, per-rank memory for WORLD_SIZE ranks on GPUs with "
+                         "`cuda`, on this CPU with `cpu`; default: this machine's) and exit; nothing written")
 
 
 def main(args):
@@ -83,6 +91,9 @@ def main(args):
     args.save_every = args.save_every if args.save_every is not None else 1000 if args.model else 0
     args.weight_decay = args.weight_decay if args.weight_decay is not None else (0.1 if args.model else 0.01)
     args.blend = args.blend or (None if args.data else str(ROOT / "data/blends/toy_sft.json"))
+    if args.dry_run:
+        print(plan(args, int(os.environ.get("WORLD_SIZE", 1))))
+        return
     rank, world, device = m2rl_dist.init()
     torch.manual_seed(args.seed)
     out = Path(args.out)
@@ -101,7 +112,7 @@ def main(args):
     copies = np.where(lengths > 0, blend.copies(), 0)  # (items,) samples per epoch; dropped lines none
     end = int(args.epochs * copies.sum())  # the run's documents: positions [0, end) of the stream
     n_rows = sum(1 for _ in packed_rows(lengths, copies, args.seq_len, args.seed, 0, end))
-    steps = n_rows // args.batch_rows
+    steps = min(n_rows // args.batch_rows, args.max_steps or n_rows)
     if args.batch_rows % (world * args.micro_rows):
         raise SystemExit(f"--batch-rows {args.batch_rows} must be a multiple of ranks x --micro-rows "
                          f"({world} x {args.micro_rows}): every rank runs the same number of micro-batches")
@@ -179,6 +190,34 @@ def main(args):
     if rank == 0:
         print(f"done: {out / 'latest'} (HF checkpoint), metrics in {out / 'metrics.jsonl'}")
     dist.destroy_process_group()
+
+
+def plan(args, world: int, sample: int = 1000) -> str:
+    """--dry-run's report. The token-count pass over a large blend takes long, so the plan reads a seeded sample of
+    the drawn lines instead and scales it: steps and tokens are estimates, said so."""
+    tokenizer = Tokenizer.from_dir(args.model or TINY_DIR)
+    blend = realise(load_blend(args.blend) if args.blend else files_blend(args.data))  # every source indexed
+    copies = blend.copies()
+    picked = np.random.default_rng(args.seed).choice(blend.items, min(sample, blend.items), replace=False)
+    lengths = [len(tokenize(r, tokenizer, not args.no_thinking)[0]) for r in map(blend.read, picked.tolist()) if r]
+    mean = sum(lengths) / max(len(lengths), 1)
+    documents = args.epochs * copies.sum()
+    rows = math.ceil(documents * mean / args.seq_len)  # a lower bound: greedy packing leaves row ends empty
+    steps = min(rows // args.batch_rows, args.max_steps or rows)
+    config = Qwen3Config.from_dir(args.model) if args.model else preset_config(args.preset)
+    device = args.dry_run if args.dry_run in ("cuda", "cpu") else "cuda" if torch.cuda.is_available() else "cpu"
+    terms = memory.plan_bytes(config, world, args.micro_rows * args.seq_len, args.activation_checkpointing,
+                              torch.bfloat16 if device == "cuda" else torch.float32, path=device)
+    if device == "cpu":
+        terms["runtime: torch + libraries, measured in this process"] = memory.resident_bytes()
+    return "\n".join([
+        f"plan: ~{steps:,} steps of {args.batch_rows} rows x {args.seq_len:,} tokens over {world} ranks "
+        f"({args.batch_rows // world} rows, {args.batch_rows // world // args.micro_rows} micro-batches each)",
+        f"data: {blend.items:,} drawn lines, {int(documents):,} documents over {args.epochs} epoch(s); "
+        f"{len(lengths)} sampled: {mean:,.0f} tokens each on average, max {max(lengths, default=0):,} -> ~{rows:,} rows",
+        f"model: {args.model or 'preset ' + args.preset}, {memory.parameter_count(config) / 1e9:.3f}B parameters",
+        memory.report(terms, f"per-rank memory on {device}, {world} ranks, {args.micro_rows * args.seq_len:,} tokens "
+                             f"a micro-batch" + (", activation recompute" if args.activation_checkpointing else ""))])
 
 
 def tokenize(record, tokenizer, enable_thinking):
