@@ -1,4 +1,5 @@
 """Qwen3 (dense) in plain PyTorch: config, modules, Hugging Face checkpoints, KV cache, native generation.
+Qwen2 / Qwen2.5 run through the same code, switched by the config (model_type "qwen2": q/k/v biases, no q/k norm).
 
 Read top to bottom, in the order a batch meets the code:
   Qwen3Config (read from an HF config.json, or a named preset)
@@ -62,14 +63,25 @@ class Qwen3Config:
     eos_token_id: int | list[int] | None = None
     initializer_range: float = 0.02
     dtype: str = "float32"
+    # "qwen2" (Qwen2, Qwen2.5): Qwen3 without the per-head q/k RMSNorm, with biases on q/k/v always (and o_proj
+    # never), head_dim = hidden_size // heads; the two transformers classes differ in nothing else we run
+    model_type: str = "qwen3"
+
+    @property
+    def qk_norm(self) -> bool:
+        return self.model_type == "qwen3"
+
+    @property
+    def qkv_bias(self) -> bool:
+        return self.attention_bias or self.model_type == "qwen2"
 
     @classmethod
     def from_hf(cls, hf: dict, source: str = "config.json") -> "Qwen3Config":
         if not isinstance(hf, dict):
             raise CheckpointError(f"{source}: expected a JSON object, got {type(hf).__name__}")
-        if hf.get("model_type") != "qwen3":
+        if hf.get("model_type") not in ("qwen3", "qwen2"):
             raise CheckpointError(f"{source}: model_type is {hf.get('model_type')!r}; model.py implements only 'qwen3' "
-                                  f"(dense)")
+                                  f"(dense) and 'qwen2'")
         if hf.get("use_sliding_window"):
             raise CheckpointError(f"{source}: use_sliding_window=true is not supported (no released Qwen3 dense model "
                                   f"uses it)")
@@ -82,6 +94,9 @@ class Qwen3Config:
         known = {f.name for f in fields(cls)}
         kwargs = {k: v for k, v in hf.items() if k in known}
         kwargs["rope_theta"] = float(theta)
+        if hf["model_type"] == "qwen2":  # transformers' and vLLM's Qwen2 derive head_dim; a file's own is ignored by vLLM
+            kwargs["head_dim"] = hf.get("hidden_size", 0) // (hf.get("num_attention_heads") or 1)
+            kwargs.pop("attention_bias", None)  # not a Qwen2 key: its q/k/v always have biases and o_proj none
         kwargs.setdefault("head_dim", 128)  # transformers' Qwen3Config default, so we read what it reads
         kwargs.setdefault("num_key_value_heads", hf.get("num_attention_heads"))
         kwargs["dtype"] = str(hf.get("dtype") or hf.get("torch_dtype") or "float32")
@@ -102,9 +117,11 @@ class Qwen3Config:
         return cls.from_hf(read_json(file), str(file))
 
     def to_hf(self) -> dict:
-        hf = {k: v for k, v in vars(self).items() if k not in ("rope_theta",)}
+        qwen2_drops = ("head_dim", "attention_bias") if self.model_type == "qwen2" else ()  # derived, or not a key
+        hf = {k: v for k, v in vars(self).items() if k not in ("rope_theta", *qwen2_drops)}
         hf.update(
-            architectures=["Qwen3ForCausalLM"], model_type="qwen3", hidden_act="silu",
+            architectures=[{"qwen3": "Qwen3ForCausalLM", "qwen2": "Qwen2ForCausalLM"}[self.model_type]],
+            hidden_act="silu",
             rope_parameters={"rope_type": "default", "rope_theta": self.rope_theta},
             rope_theta=self.rope_theta,  # read by older transformers/vLLM config code
             use_sliding_window=False, attention_dropout=0.0, use_cache=True,
@@ -156,13 +173,14 @@ class Attention(nn.Module):
     def __init__(self, cfg: Qwen3Config):
         super().__init__()
         self.n_heads, self.n_kv_heads, self.head_dim = cfg.num_attention_heads, cfg.num_key_value_heads, cfg.head_dim
-        self.q_proj = nn.Linear(cfg.hidden_size, self.n_heads * self.head_dim, bias=cfg.attention_bias)
-        self.k_proj = nn.Linear(cfg.hidden_size, self.n_kv_heads * self.head_dim, bias=cfg.attention_bias)
-        self.v_proj = nn.Linear(cfg.hidden_size, self.n_kv_heads * self.head_dim, bias=cfg.attention_bias)
+        self.q_proj = nn.Linear(cfg.hidden_size, self.n_heads * self.head_dim, bias=cfg.qkv_bias)
+        self.k_proj = nn.Linear(cfg.hidden_size, self.n_kv_heads * self.head_dim, bias=cfg.qkv_bias)
+        self.v_proj = nn.Linear(cfg.hidden_size, self.n_kv_heads * self.head_dim, bias=cfg.qkv_bias)
         self.o_proj = nn.Linear(self.n_heads * self.head_dim, cfg.hidden_size, bias=cfg.attention_bias)
-        # Qwen3's change over Qwen2: RMSNorm over each head's q and k before RoPE (stabilises attention logits)
-        self.q_norm = RMSNorm(self.head_dim, cfg.rms_norm_eps)
-        self.k_norm = RMSNorm(self.head_dim, cfg.rms_norm_eps)
+        # Qwen3's change over Qwen2: RMSNorm over each head's q and k before RoPE (stabilises attention logits).
+        # Qwen2 has none: Identity holds no parameter, so the state dict has exactly Qwen2's tensors.
+        self.q_norm = RMSNorm(self.head_dim, cfg.rms_norm_eps) if cfg.qk_norm else nn.Identity()
+        self.k_norm = RMSNorm(self.head_dim, cfg.rms_norm_eps) if cfg.qk_norm else nn.Identity()
 
     def forward(self, x, cos, sin, mask, cache=None, cache_pos=None, cu_seqlens=None):
         B, T, _ = x.shape
@@ -412,7 +430,7 @@ def fill_weights(model: Qwen3ForCausalLM, reader: CheckpointReader, local_rows=N
         if name == "lm_head.weight" and tied:
             continue  # some exporters store the tied head too; it is the embedding by definition
         if name not in params:
-            raise CheckpointError(f"{reader.file_of[name]}: unexpected tensor {name!r} (not a Qwen3 dense parameter)")
+            raise CheckpointError(f"{reader.file_of[name]}: unexpected tensor {name!r} (not a parameter of this {reader.config.model_type} config)")
         if reader.shape(name) != tuple(params[name].shape):
             raise CheckpointError(f"{reader.file_of[name]}: tensor {name!r} has shape {reader.shape(name)}, "
                              f"config.json implies {tuple(params[name].shape)}")
@@ -540,7 +558,7 @@ def check_out_dir(out_dir, marker: str, inputs=()):
 # leaves a whole model) from a live writer's: `.NAME.m2rl-PID-TAG@HOST.tmp`. The host, because on a shared filesystem
 # another machine's pid means nothing here.
 HOST = socket.gethostname()
-TEMP = re.compile(r"\..+\.m2rl-(\d+)-\w+@(.+)\.tmp")
+TEMP = re.compile(r"\.(.+)\.m2rl-(\d+)-(\w+)@(.+)\.tmp")
 
 
 def _temp_path(path: Path, tag: str) -> Path:
@@ -548,14 +566,21 @@ def _temp_path(path: Path, tag: str) -> Path:
 
 
 def remove_stale_temps(directory: Path):
-    """Remove the temporaries in `directory` whose writer, on this host, is dead."""
+    """Remove the temporaries in `directory` whose writer, on this host, is dead — but a previous output that
+    _replace_dir had moved aside, killed before the new one took its place, goes back to its name."""
     for path in directory.glob(".*.m2rl-*.tmp"):
         match = TEMP.fullmatch(path.name)
-        if match and match[2] == HOST:
+        if match and match[4] == HOST:
+            name, pid, tag = match[1], int(match[2]), match[3]
             try:
-                os.kill(int(match[1]), 0)
+                os.kill(pid, 0)
             except ProcessLookupError:
-                shutil.rmtree(path, ignore_errors=True) if path.is_dir() else path.unlink(missing_ok=True)
+                if tag == "old" and not (directory / name).exists():
+                    path.rename(directory / name)
+                elif path.is_dir():
+                    shutil.rmtree(path, ignore_errors=True)
+                else:
+                    path.unlink(missing_ok=True)
             except PermissionError:
                 pass  # alive, another user's
 

@@ -256,8 +256,14 @@ def test_a_killed_save_leaves_a_temporary_that_the_next_save_removes(tmp_path):
     for d in (live, elsewhere):
         d.mkdir()
     (tmp_path / ".notes.tmp").write_text("mine")
+    # killed between _replace_dir's two renames: the previous output, moved aside, is put back
+    aside = tmp_path / f".previous.m2rl-{writer.pid}-old@{m2rl_model.HOST}.tmp"
+    aside.mkdir()
+    (aside / "config.json").write_text("{}")
     save_model(load_model_from(hf_model("tied-gqa2")), tmp_path / "ckpt")
-    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([".notes.tmp", "ckpt", live.name, elsewhere.name])
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([".notes.tmp", "ckpt", "previous", live.name,
+                                                                 elsewhere.name])
+    assert (tmp_path / "previous" / "config.json").read_text() == "{}"
 
 
 def test_saved_files_are_readable_as_the_umask_says(tmp_path):
