@@ -85,16 +85,24 @@ parser.add_argument("--top-p", type=probability, default=1.0)
 parser.add_argument("--top-k", type=non_negative_int, default=0)
 parser.add_argument("--no-thinking", action="store_true", help="prompt in non-thinking mode (empty think block)")
 parser.add_argument("--think-gate", action="store_true", help="score 0 when the response never closes </think>")
+parser.add_argument("--protocol", choices=rewards.PROTOCOLS, default="toy",
+                    help="rewards and MT-OPD settings: m2rl, the paper's (think gate on, its math/science/code/IF "
+                         "rules as in rewards/, and with --teachers clip 0.2/0.2 and no TIS); toy (default): ours, "
+                         "which the embedded tiny model's toy answers (a bare 'Answer: 5', no </think>) are scored "
+                         "by - under m2rl it would earn almost no reward")
 # the loss; defaults are the paper's (M2RL, verl)
 parser.add_argument("--no-std", action="store_true", help="advantage r - mean, not divided by std (Dr.GRPO)")
 parser.add_argument("--drop-zero-var", action="store_true", help="skip groups whose rewards are all equal (DAPO)")
 parser.add_argument("--eps-clip", type=non_negative_float, default=0.2)
-parser.add_argument("--eps-clip-high", type=non_negative_float, default=0.28)
+parser.add_argument("--eps-clip-high", type=non_negative_float,
+                    help="default 0.28; 0.2 with --teachers under --protocol m2rl (the paper's MT-OPD script sets no "
+                         "clip-high: slime's default, eps-clip)")
 parser.add_argument("--loss-agg", default="seq-mean-token-mean", choices=LOSS_AGGREGATIONS)
 parser.add_argument("--kl-coef", type=non_negative_float, default=0.0)
 parser.add_argument("--kl-estimator", default="k3", choices=("k1", "k2", "k3"))
-parser.add_argument("--tis-cap", type=non_negative_float, default=2.0,
-                    help="truncated importance sampling cap (0: off)")
+parser.add_argument("--tis-cap", type=non_negative_float,
+                    help="truncated importance sampling cap (0: off; default 2, off with --teachers under --protocol "
+                         "m2rl: the paper's MT-OPD script has no --use-tis)")
 parser.add_argument("--entropy-coef", type=float, default=0.0)
 # multi-teacher on-policy distillation (MT-OPD): the same loop with teachers' logprobs as the advantage
 parser.add_argument("--teachers", help="domain=DIR,... one frozen teacher per domain of --domains (e.g. the "
@@ -147,6 +155,11 @@ def main(args):
         args.lr = 2e-5 if embedded else 1e-6 if args.teachers else 2e-6
     if args.group_size is None:
         args.group_size = 4 if args.teachers else 8
+    paper_opd = args.teachers and args.protocol == "m2rl"  # M2RL scripts/multi_teacher_opd.sh
+    if args.eps_clip_high is None:
+        args.eps_clip_high = args.eps_clip if paper_opd else 0.28
+    if args.tis_cap is None:
+        args.tis_cap = 0.0 if paper_opd else 2.0
     args.save_every = args.save_every if args.save_every is not None else 0 if embedded else 50
     if args.max_tokens_per_micro_batch is None:
         args.max_tokens_per_micro_batch = 0 if embedded else 16384
@@ -276,6 +289,8 @@ def plan(args, train_prompts, teacher_dirs, world) -> str:
         engine = {"vLLM engine: the policy, whole (fp32)": 4 * n_params,
                   "vLLM engine: KV cache (kv_cache_gib)": 2**30}
     if device == "cpu":
+        if args.engine == "vllm":
+            import vllm  # noqa: F401  its libraries are part of every rank's runtime
         engine["runtime: torch + libraries, measured in this process"] = memory.resident_bytes()
     lines += [f"model: {args.model}, {n_params / 1e9:.3f}B parameters, {config.num_hidden_layers} layers, vocab "
               f"{config.vocab_size}; engine {args.engine}",
@@ -357,7 +372,7 @@ def train_step(step, model, reference, teachers, optimizer, engine, scorer, pool
 
     # reward
     records = [record for record, _ in batch for _ in range(args.group_size)]
-    scores = scorer.score(records, [s.text for s in samples], think_gate=args.think_gate)
+    scores = scorer.score(records, [s.text for s in samples], think_gate=args.think_gate, protocol=args.protocol)
     for s, score in zip(samples, scores):
         s.reward, s.info = score.reward, score.info
     times["reward"], tick = time.perf_counter() - tick, time.perf_counter()
@@ -719,7 +734,8 @@ def evaluate(engine, prompts, scorer, tokenizer, args, rank, world) -> dict:
     share = [(record, ids) for pool in prompts.values() for record, ids in pool][rank::world]
     samples = engine.generate([(record.id, ids) for record, ids in share], 1,
                               sampling(args, tokenizer, args.seed, greedy=True))
-    scores = scorer.score([record for record, _ in share], [s.text for s in samples], think_gate=args.think_gate)
+    scores = scorer.score([record for record, _ in share], [s.text for s in samples], think_gate=args.think_gate,
+                          protocol=args.protocol)
     for (record, _), s, score in zip(share, samples, scores):
         for key in ("all", record.domain):
             stats.add(f"eval/{key}/reward", score.reward)

@@ -19,6 +19,7 @@ import argparse
 import json
 import math
 import os
+import resource
 import time
 from collections import Counter
 from pathlib import Path
@@ -177,10 +178,12 @@ def main(args):
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
         seconds = time.perf_counter() - t0
+        peak_rss = m2rl_dist.all_reduce_max(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20)  # kB -> GiB
         if rank == 0:
             metrics.log({"step": step + 1, "train/loss": loss_value, "train/grad_norm": grad_norm.item(),
                          "train/lr": lr, "train/target_tokens": n_targets, "time/step_s": seconds,
-                         "train/tokens_per_s": args.batch_rows * args.seq_len / seconds})
+                         "train/tokens_per_s": args.batch_rows * args.seq_len / seconds,
+                         "memory/peak_rss_gib": peak_rss})
             progress.set_postfix(loss=f"{loss_value:.4f}", lr=f"{lr:.2e}")
 
         if (args.save_every and (step + 1) % args.save_every == 0) or step + 1 == steps:
