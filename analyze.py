@@ -20,6 +20,10 @@ weights: where RL moved the weights (the paper's Fig. 3). θ_sft is the base, θ
              by blake2b("seed/tensor name/c"): the same entries get the same projection in every model, and no
              (n × k) matrix is ever built. Independent shifts give |cos_projected| ≲ 4/√k = 0.25 (4σ of N(0, 1/k));
              projecting costs n · k Gaussian draws, whatever N (10-25 s for the tiny preset on one CPU core).
+  overlap    the paper's Fig. 3 cosine, "in the overlapping regions": over the entries both models changed,
+             o = m_i ∧ m_j, cos_o(δ_i, δ_j) = Σ_o δ_i δ_j / sqrt(Σ_o δ_i² · Σ_o δ_j²), exact, per module type and for
+             attention (q k v o) and FFN (gate up down) as wholes; "Fig. 3" is the mean of those two, as captioned
+             ("averaged over attention and FFN"). Reported beside the all-entries cosine, which it does not replace.
   Streaming: one tensor name across all checkpoints at a time, one tensor per checkpoint alive, walked in chunks.
 
 kl: how far the multi-task policy lies from each expert (Fig. 4). Rows: the experts; columns: the domains whose
@@ -86,6 +90,7 @@ from tokenizer import Tokenizer, split_reasoning
 ROOT = Path(__file__).resolve().parent
 MODULE_TYPES = {"q_proj": "q", "k_proj": "k", "v_proj": "v", "o_proj": "o", "gate_proj": "gate", "up_proj": "up",
                 "down_proj": "down"}  # everything else (embedding, norms, an untied head) is "other"
+FIG3_GROUPS = {"attention": ("q", "k", "v", "o"), "ffn": ("gate", "up", "down")}
 PROJ_DIM, CHUNK = 256, 1 << 16  # the paper's 256 dimensions; a chunk's projection is 64 MB of fp32
 SECTIONS = ("weights", "kl", "gains", "self-verify")  # the order of summary.md
 
@@ -196,14 +201,16 @@ def projection(seed: int, name: str, chunk: int, rows: int, device) -> torch.Ten
 
 def shift_statistics(ckpt: Checkpoints, name: str, eta: float, seed: int, device):
     """One tensor name -> over its entries: the masks' intersections |m_i ∧ m_j| (N, N) (diagonal: |m_i|), the shifts'
-    Gram matrix δ_i · δ_j (N, N) and the projected shifts Σ_c δ_i[c] R_c (N, k), all fp64. One tensor per checkpoint
-    is alive (freed on return); fp32 scratch is a few (N, C) chunks."""
+    Gram matrix δ_i · δ_j (N, N), the projected shifts Σ_c δ_i[c] R_c (N, k), and on the overlaps o = m_i ∧ m_j the
+    Gram matrix Σ_o δ_i δ_j and the squared norms Σ_o δ_i² (N, N: row i, column j), all fp64. One tensor per
+    checkpoint is alive (freed on return); fp32 scratch is a few (N, C) chunks."""
     base = ckpt.base.get(name, device).flatten()
     thetas = [reader.get(name, device).flatten() for reader in ckpt.models.values()]
     n_models = len(thetas)
     inter = torch.zeros(n_models, n_models, dtype=torch.float64, device=device)
     gram = torch.zeros_like(inter)
     projected = torch.zeros(n_models, PROJ_DIM, dtype=torch.float64, device=device)
+    overlap_gram, overlap_sq = torch.zeros_like(inter), torch.zeros_like(inter)
     for c, start in enumerate(range(0, base.numel(), CHUNK)):
         b = base[start:start + CHUNK]  # (C,) as stored
         theta = torch.stack([on_base_precision(t[start:start + CHUNK], b) for t in thetas])  # (N, C) fp32
@@ -213,29 +220,33 @@ def shift_statistics(ckpt: Checkpoints, name: str, eta: float, seed: int, device
         inter += mask @ mask.T
         delta64 = delta.double()  # fp64 sums: an identical pair's cosine is 1 to ~1e-15
         gram += delta64 @ delta64.T
+        masked = mask * delta64  # (N, C): δ_i where m_i, else 0
+        overlap_gram += masked @ masked.T  # Σ over m_i ∧ m_j of δ_i δ_j
+        overlap_sq += (masked * masked) @ mask.T  # [i, j]: Σ over m_i ∧ m_j of δ_i²
         projected += (delta @ projection(seed, name, c, len(b), device)).double()
-    return inter, gram, projected
+    return inter, gram, projected, overlap_gram, overlap_sq
 
 
 def weights(args, out: Path):
     ckpt = Checkpoints(args.base, label_pairs(args.models, "--models"))
     labels = ckpt.labels
-    totals = {}  # module type -> [entries, intersections, Gram, projected]
+    totals = {}  # module type -> [entries, intersections, Gram, projected, overlap Gram, overlap squares]
     densities = {}
     for name in tqdm(ckpt.names, desc="weights", unit="tensor"):
-        inter, gram, projected = shift_statistics(ckpt, name, args.eta, args.seed, args.device)
+        stats = shift_statistics(ckpt, name, args.eta, args.seed, args.device)
         numel, kind = ckpt.numel[name], module_type(name)
-        t = totals.get(kind, [0, 0, 0, 0])
-        totals[kind] = [t[0] + numel, t[1] + inter.cpu(), t[2] + gram.cpu(), t[3] + projected.cpu()]
-        densities[name] = {"type": kind, "density": dict(zip(labels, (inter.diagonal() / numel).tolist()))}
+        t = totals.get(kind, [0] * 6)
+        totals[kind] = [t[0] + numel] + [a + b.cpu() for a, b in zip(t[1:], stats)]
+        densities[name] = {"type": kind, "density": dict(zip(labels, (stats[0].diagonal() / numel).tolist()))}
     totals = {kind: totals[kind] for kind in [*MODULE_TYPES.values(), "other"] if kind in totals}
-    totals["all"] = [sum(t[i] for t in totals.values()) for i in range(4)]
+    groups = {group: [totals[k] for k in kinds if k in totals] for group, kinds in FIG3_GROUPS.items()}
+    totals["all"] = [sum(t[i] for t in totals.values()) for i in range(6)]
 
     report = {"base": args.base, "models": {label: str(r.path) for label, r in ckpt.models.items()}, "eta": args.eta,
               "projection": {"dim": PROJ_DIM, "chunk": CHUNK, "seed": args.seed, "device": str(args.device)},
               "entries": {}, "density": {}, "jaccard": {}, "jaccard_random": {}, "cosine": {}, "cosine_projected": {},
-              "projected": {}}
-    for kind, (numel, inter, gram, projected) in totals.items():
+              "cosine_overlap": {}, "projected": {}}
+    for kind, (numel, inter, gram, projected, overlap_gram, overlap_sq) in totals.items():
         size = inter.diagonal()
         density = size / numel
         union = size[:, None] + size[None, :] - inter
@@ -245,7 +256,11 @@ def weights(args, out: Path):
         report["jaccard_random"][kind] = matrix(labels, random_jaccard(density))
         report["cosine"][kind] = matrix(labels, cosines(gram))
         report["cosine_projected"][kind] = matrix(labels, cosines(projected @ projected.T))
+        report["cosine_overlap"][kind] = matrix(labels, overlap_cosines(overlap_gram, overlap_sq))
         report["projected"][kind] = dict(zip(labels, projected.tolist()))
+    # Fig. 3: attention's and FFN's overlap cosines (each over all its entries), averaged
+    fig3 = [overlap_cosines(sum(t[4] for t in group), sum(t[5] for t in group)) for group in groups.values() if group]
+    report["cosine_overlap_fig3"] = matrix(labels, sum(fig3) / len(fig3))
     report["tensors"] = densities
 
     kinds = list(totals)
@@ -289,6 +304,11 @@ def random_jaccard(density: torch.Tensor) -> torch.Tensor:
     return p_i * p_j / (p_i + p_j - p_i * p_j)
 
 
+def overlap_cosines(gram: torch.Tensor, sq: torch.Tensor) -> torch.Tensor:
+    """Σ_o δ_i δ_j (N, N) and Σ_o δ_i² (N, N, row i) -> cosines on the overlaps; NaN (null) where one is empty."""
+    return gram / (sq * sq.T).sqrt()
+
+
 def cosines(gram: torch.Tensor) -> torch.Tensor:
     """Gram matrix (N, N) -> cosines; NaN (reported null) for a zero vector."""
     norm = gram.diagonal().sqrt()
@@ -305,7 +325,8 @@ def finite(x: float):
 
 def weights_markdown(report, labels, kinds) -> str:
     density, jaccard, rand = report["density"], report["jaccard"]["all"], report["jaccard_random"]["all"]
-    cos, exact = report["cosine_projected"], report["cosine"]
+    cos, exact, overlap = report["cosine_projected"], report["cosine"], report["cosine_overlap"]
+    fig3 = report["cosine_overlap_fig3"]
     pairs = [(a, b) for i, a in enumerate(labels) for b in labels[i + 1:]]
     return "\n".join([
         f"## Weight shifts against {report['base']}", "",
@@ -318,7 +339,11 @@ def weights_markdown(report, labels, kinds) -> str:
         f"Cosine of the shifts per module type after the random projection to {PROJ_DIM} dimensions (exact in "
         f"parentheses; independent shifts give |projected| ≲ {4 / math.sqrt(PROJ_DIM):.2f}):", "",
         table(["pair", *kinds], [[f"{a} / {b}", *(f"{fmt(cos[k][a][b])} ({fmt(exact[k][a][b])})" for k in kinds)]
-                                 for a, b in pairs])])
+                                 for a, b in pairs]),
+        "The paper's Fig. 3 cosine: on the overlap, the entries both models changed (exact), per module type, and "
+        "in the last column the mean of attention's and FFN's (q k v o and gate up down, each as a whole):", "",
+        table(["pair", *kinds, "Fig. 3"], [[f"{a} / {b}", *(fmt(overlap[k][a][b]) for k in kinds), fmt(fig3[a][b])]
+                                           for a, b in pairs])])
 
 
 # -----------------------------------------------------------------------------

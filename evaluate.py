@@ -17,8 +17,12 @@ samples correct:
 The table shows Avg@K of the reward, so prompt-level strict for the IF benchmarks.
 
 Generation: rollout.open_engine ("auto": vLLM where installed, native otherwise; --engine), Qwen3's thinking
-mode and its recommended sampling (temperature 0.6, top-p 0.95, top-k 20), max new tokens per benchmark
-(benchmarks.py) unless --max-new-tokens. `preset:tiny` models are random weights with no directory for an engine
+mode and, under --protocol toy, its recommended sampling (temperature 0.6, top-p 0.95, top-k 20) and --k samples
+for every benchmark; max new tokens per benchmark (benchmarks.py) unless --max-new-tokens. --protocol m2rl is the
+paper's in-loop evaluation (M2RL eval_config/multi_task.yaml, resolved as slime/utils/eval_config.py does): top-p
+0.7, temperature 1 (the yaml sets none, so the rollout's --rollout-temperature 1 holds), no top-k (slime's -1),
+32,768-token responses, K = 16 for aime24, 4 for gpqa_diamond, 1 for ifbench (benchmarks.py paper_k; other
+benchmarks --k), and the paper's reward rules (rewards/: think gate, deepscaler math, ...). Flags given win. `preset:tiny` models are random weights with no directory for an engine
 to load, so they get the native engine directly.
 
 Outputs in --out:
@@ -61,6 +65,8 @@ from rollout import NativeEngine, Sample, open_engine
 from tokenizer import Tokenizer
 
 ROOT = Path(__file__).resolve().parent
+# (temperature, top-p, top-k): Qwen3's recommended sampling for thinking mode; the paper's eval (see the docstring)
+SAMPLING = {"toy": (0.6, 0.95, 20), "m2rl": (1.0, 0.7, 0)}
 
 parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
 parser.add_argument("--models", nargs="+", default=["tiny-random=preset:tiny"],
@@ -74,13 +80,17 @@ parser.add_argument("--window", nargs="+", default=[], metavar="NAME=START:END",
                     help="LiveCodeBench release dates, e.g. lcb_v5=2024-08-01:2025-02-01")
 parser.add_argument("--template", nargs="+", default=[], metavar="KEY=FILE",
                     help="replace a prompt template (keys: benchmarks.TEMPLATES)")
-parser.add_argument("--k", type=positive_int, default=4, help="samples per prompt")
-parser.add_argument("--pass-k", default="", help="comma-separated k for pass@k, each at most --k")
+parser.add_argument("--protocol", choices=rewards.PROTOCOLS, default="toy",
+                    help="sampling, K per benchmark and reward rules: m2rl, the paper's (see above); toy (default): "
+                         "Qwen3's sampling, one K, our rules - the default models and benchmarks are the toy ones, "
+                         "whose answers the paper's rules (think gate, boxed math) would score 0")
+parser.add_argument("--k", type=positive_int,
+                    help="samples per prompt, every benchmark (default: 4; under m2rl each benchmark's paper K, else 4)")
+parser.add_argument("--pass-k", default="", help="comma-separated k for pass@k, each at most every benchmark's K")
 parser.add_argument("--limit", type=positive_int, help="first N prompts of each benchmark")
-# Qwen3's recommended sampling for thinking mode
-parser.add_argument("--temperature", type=non_negative_float, default=0.6)
-parser.add_argument("--top-p", type=probability, default=0.95)
-parser.add_argument("--top-k", type=non_negative_int, default=20)
+parser.add_argument("--temperature", type=non_negative_float, help="default: the protocol's (SAMPLING)")
+parser.add_argument("--top-p", type=probability, help="default: the protocol's (SAMPLING)")
+parser.add_argument("--top-k", type=non_negative_int, help="default: the protocol's (SAMPLING; 0: off)")
 parser.add_argument("--max-new-tokens", type=positive_int, help="for every benchmark (default: each benchmark's own)")
 parser.add_argument("--engine", default="auto", choices=["auto", "native", "vllm"])
 parser.add_argument("--batch-size", type=positive_int, default=64,
@@ -95,10 +105,14 @@ parser.add_argument("--dry-run", action="store_true",
 def main(args):
     out = Path(args.out)
     models = model_names(label_pairs(args.models, "--models"))
-    pass_ks = [int(k) for k in args.pass_k.split(",") if k]
-    if any(not 1 <= k <= args.k for k in pass_ks):
-        raise SystemExit(f"--pass-k {args.pass_k}: each k must be between 1 and --k ({args.k})")
+    for key, value in zip(("temperature", "top_p", "top_k"), SAMPLING[args.protocol]):
+        if getattr(args, key) is None:
+            setattr(args, key, value)
     benchmarks = load_benchmarks(args)  # every file is read before any model loads: a bad file fails in seconds
+    ks = samples_per_prompt(list(benchmarks), args.k, args.protocol)
+    pass_ks = [int(k) for k in args.pass_k.split(",") if k]
+    if any(not 1 <= k <= min(ks.values()) for k in pass_ks):
+        raise SystemExit(f"--pass-k {args.pass_k}: each k must be between 1 and every benchmark's K ({ks})")
     models = {name: Model(where, args.engine, args.batch_size) for name, where in models.items()}  # tokenizers
     previous = out / "args.json"  # an earlier evaluation's has our --benchmarks; a trainer's run directory has not
     if out.exists() and any(out.iterdir()) and not (previous.is_file() and "benchmarks" in read_json(previous)):
@@ -106,8 +120,9 @@ def main(args):
                          f"this run would overwrite its files: choose another --out")
     if args.dry_run:
         prompts = sum(len(loaded.records) for loaded in benchmarks.values())
-        print(f"plan: {len(models)} models x {len(benchmarks)} benchmarks ({prompts} prompts) x {args.k} samples = "
-              f"{len(models) * prompts * args.k} generations, engine {args.engine} -> {out}")
+        generations = sum(len(loaded.records) * ks[b] for b, loaded in benchmarks.items())
+        print(f"plan: {len(models)} models x {len(benchmarks)} benchmarks ({prompts} prompts) x K {ks} = "
+              f"{len(models) * generations} generations, engine {args.engine} -> {out}")
         return
     # Only now, every input checked, is --out touched: first the previous run's outputs of this run's names go, so
     # that whatever a failed run leaves beside its args.json is its own (the cache stays: it is keyed by settings).
@@ -121,13 +136,19 @@ def main(args):
     with rewards.ScorePool() as pool:
         for name, model in models.items():
             for bench, loaded in benchmarks.items():
-                results.setdefault(name, {})[bench] = evaluate(model, out, name, bench, loaded, pool, args, pass_ks)
+                results.setdefault(name, {})[bench] = evaluate(model, out, name, bench, loaded, pool, args, ks[bench],
+                                                               pass_ks)
             model.close()  # before the next model's engine opens: one vLLM engine per process, the GPU to itself
     write_atomic(out / "results.json", json.dumps(results, indent=2))
-    report = table(results, list(benchmarks), args.k, pass_ks, {b: loaded.notes for b, loaded in benchmarks.items()})
+    report = table(results, list(benchmarks), ks, pass_ks, {b: loaded.notes for b, loaded in benchmarks.items()})
     write_atomic(out / "table.md", report)
-    plot(out / "plots", results, list(benchmarks), args.k, pass_ks)
+    plot(out / "plots", results, list(benchmarks), ks, pass_ks)
     print(report)
+
+
+def samples_per_prompt(benchmarks: list[str], k: int | None, protocol: str) -> dict:
+    """{benchmark: K}: --k for all where given, else the paper's K per benchmark under m2rl, else 4."""
+    return {b: k or (BENCHMARKS[b].paper_k if protocol == "m2rl" else None) or 4 for b in benchmarks}
 
 
 def model_names(models: dict) -> dict:
@@ -200,18 +221,18 @@ class Model:
 # One model on one benchmark: generate what the cache lacks, score, measure
 
 
-def evaluate(model: Model, out: Path, name: str, bench: str, loaded, pool, args, pass_ks) -> dict:
+def evaluate(model: Model, out: Path, name: str, bench: str, loaded, pool, args, k: int, pass_ks) -> dict:
     records = loaded.records
     if not records:
         print(f"{name} {bench}: no prompts to evaluate")
-        return {"prompts": 0, "k": args.k, "notes": loaded.notes}
+        return {"prompts": 0, "k": k, "notes": loaded.notes}
     sampling = SamplingParams(max_new_tokens=args.max_new_tokens or BENCHMARKS[bench].max_new_tokens,
                               temperature=args.temperature, top_p=args.top_p, top_k=args.top_k, seed=args.seed,
                               stop_token_ids=[model.tokenizer.im_end_id, model.tokenizer.pad_id])
     cache = Cache(out / "cache" / name / bench, {"model": model.where, "weights": model.weights, **vars(sampling)})
-    samples = generate(model, bench, records, args.k, sampling, cache)
-    ordered = [(r, j, samples[r.id, j]) for r in records for j in range(args.k)]  # (prompt, sample) order
-    scores = pool.score([r for r, _, _ in ordered], [s.text for _, _, s in ordered])
+    samples = generate(model, bench, records, k, sampling, cache)
+    ordered = [(r, j, samples[r.id, j]) for r in records for j in range(k)]  # (prompt, sample) order
+    scores = pool.score([r for r, _, _ in ordered], [s.text for _, _, s in ordered], protocol=args.protocol)
     regrade = BENCHMARKS[bench].regrade
     if regrade:
         scores = [regrade(r, score) for (r, _, _), score in zip(ordered, scores)]
@@ -219,9 +240,9 @@ def evaluate(model: Model, out: Path, name: str, bench: str, loaded, pool, args,
         json.dumps({"id": r.id, "sample": j, "text": s.text, "finish_reason": s.finish_reason,
                     "tokens": len(s.response_ids), "reward": score.reward, "info": score.info}) + "\n"
         for (r, j, s), score in zip(ordered, scores)))
-    by_prompt = [scores[i * args.k:(i + 1) * args.k] for i in range(len(records))]  # (n prompts, K)
-    result = {**measure(records, by_prompt, pass_ks), "k": args.k, "notes": loaded.notes}
-    print(f"{name} {bench}: Avg@{args.k} {result['avg']:.3f} ± {result['stderr']:.3f} ({len(records)} prompts)")
+    by_prompt = [scores[i * k:(i + 1) * k] for i in range(len(records))]  # (n prompts, K)
+    result = {**measure(records, by_prompt, pass_ks), "k": k, "notes": loaded.notes}
+    print(f"{name} {bench}: Avg@{k} {result['avg']:.3f} ± {result['stderr']:.3f} ({len(records)} prompts)")
     return result
 
 
@@ -340,12 +361,14 @@ def ratio(x: list[float], m: list[int]) -> dict:
 # Reports: the table, the plots
 
 
-def table(results: dict, benchmarks: list[str], k: int, pass_ks: list[int], notes: dict) -> str:
+def table(results: dict, benchmarks: list[str], k: int | dict, pass_ks: list[int], notes: dict) -> str:
     """Benchmarks as rows, models as columns, in percent with standard errors; Avg. is the mean over the
-    benchmarks every model has a number for. Then pass@k, the IF levels, and what the loaders left out."""
+    benchmarks every model has a number for. Then pass@k, the IF levels, and what the loaders left out.
+    k: one K, or {benchmark: K}; where the Ks differ, each row names its own."""
     models = list(results)
     scored = [b for b in benchmarks if all("avg" in results[m][b] for m in models)]
-    sections = [grid(f"Avg@{k} (%)", models, [(b, [results[m][b] if b in scored else None for m in models])
+    title, label = avg_title(benchmarks, k)
+    sections = [grid(f"{title} (%)", models, [(label(b), [results[m][b] if b in scored else None for m in models])
                                               for b in benchmarks]
                      + [("Avg.", [{"avg": sum(results[m][b]["avg"] for b in scored) / len(scored)} if scored
                                   else None for m in models])])]
@@ -364,6 +387,14 @@ def table(results: dict, benchmarks: list[str], k: int, pass_ks: list[int], note
     return "\n".join(sections)
 
 
+def avg_title(benchmarks: list[str], k: int | dict):
+    """The Avg@K title and a row labeller: "Avg@16" and plain names for one K, "Avg@K" and "aime24 (K=16)" else."""
+    ks = k if isinstance(k, dict) else dict.fromkeys(benchmarks, k)
+    if len(set(ks.values())) == 1:
+        return f"Avg@{ks[benchmarks[0]]}", lambda b: b
+    return "Avg@K", lambda b: f"{b} (K={ks[b]})"
+
+
 def grid(title: str, models: list[str], rows: list[tuple]) -> str:
     def cell(value):
         if value is None:
@@ -374,9 +405,9 @@ def grid(title: str, models: list[str], rows: list[tuple]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def plot(directory: Path, results: dict, benchmarks: list[str], k: int, pass_ks: list[int]):
+def plot(directory: Path, results: dict, benchmarks: list[str], k: int | dict, pass_ks: list[int]):
     """A grouped bar chart per metric: benchmarks along x, one bar per model, standard-error bars."""
-    for metric, title, file in [(None, f"Avg@{k}", "avg_at_k.png")] + [
+    for metric, title, file in [(None, avg_title(benchmarks, k)[0], "avg_at_k.png")] + [
             (f"pass@{pk}", f"pass@{pk}", f"pass_at_{pk}.png") for pk in pass_ks]:
         values = {m: [(r[b].get(metric) if metric else r[b]) or {} for b in benchmarks] for m, r in results.items()}
         bar_chart(directory / file, f"{title} (%)", benchmarks, values)

@@ -1,6 +1,6 @@
 """Convert local files of the paper's data (NVIDIA Nemotron) into Records.
 
-    python -m data.convert --format nemotron_rl train.jsonl data/nemotron_rl.jsonl [--skip-bad]
+    python -m data.convert --format nemotron_rl train.jsonl data/nemotron_rl.jsonl [--skip-bad] [--protocol m2rl]
     python -m data.convert --format nemotron_sft --domain math math.jsonl data/sft_math.jsonl
 
 nemotron_rl: the Nemotron-3-Nano RL blend (`train.jsonl`, one NeMo-Gym row per line). The row's `dataset` picks the
@@ -10,6 +10,11 @@ NeMo-Gym's resources servers read:
     science  `options` [{"A": text}, ...] and `expected_answer` "C"   (mcqa)             -> {"options", "answer"}
     if       `instruction_id_list`, `kwargs`                     (instruction_following) -> the same two keys
     code     `verifier_metadata.unit_tests` {inputs, outputs, fn_name} (code_gen)     -> {"tests"}
+--protocol m2rl writes the prompts the paper trains on (M2RL data/process_rl_data.py): every math prompt prefixed
+with its "Solve the following math problem step by step. ..." instruction (DAPO rows, which already carry it, then
+carry it twice, as there), and each science prompt's opening "Answer the following multiple choice question."
+rewritten to "... question step by step." (a science prompt without that opening is a malformed row: the paper's
+slice would cut its first words). The default, toy, keeps the blend's prompts as they are.
 Two kinds of row are skipped and counted, not errors: rows of the blend's other environments (agentic
 workbench, ...), and placeholder rows (`_hf_placeholder`: DAPO-17k / Skywork rows published as a row index and a
 template; the dataset's `create_nanov3_jsonl.py` fills them in from those datasets - run it first).
@@ -29,12 +34,18 @@ from pathlib import Path
 from tqdm import tqdm
 
 from data.record import DOMAINS, RecordError, json_line, parse_record, write_records
+from rewards import PROTOCOLS
 from tokenizer import split_reasoning
 
 # The blend's dataset names end in these (e.g. "nano_v3_sft_profiled_dapo17k").
 DATASETS = {"dapo17k": "math", "skywork_no_omni": "math", "stem_mcqa": "science",
             "instruction_following": "if", "comp_coding_50tests": "code"}
 LETTERS = "ABCDEFGHIJ"
+# M2RL data/process_rl_data.py `process`: the math prefix, and the science instruction it rewrites
+MATH_PREFIX = ("Solve the following math problem step by step. The last line of your response should be of the form "
+               "Answer: $Answer (without quotes) where $Answer is the answer to the problem.\n\n")
+MCQ_INSTRUCTION = "Answer the following multiple choice question."
+MCQ_STEP_BY_STEP = "Answer the following multiple choice question step by step."
 
 
 class Skip(Exception):
@@ -46,12 +57,16 @@ def main():
     parser.add_argument("--format", required=True, choices=sorted(CONVERTERS))
     parser.add_argument("--domain", choices=DOMAINS, help="nemotron_sft: the domain of the file's records")
     parser.add_argument("--skip-bad", action="store_true", help="count and skip malformed rows instead of stopping")
+    parser.add_argument("--protocol", choices=PROTOCOLS, default="toy",
+                        help="nemotron_rl prompts: m2rl adds the paper's math prefix and science rewrite "
+                             "(process_rl_data.py); toy (default) keeps the blend's own prompts, which the toy "
+                             "and the unchanged data round trip rely on")
     parser.add_argument("input", type=Path)
     parser.add_argument("output", type=Path)
     args = parser.parse_args()
     if args.format == "nemotron_sft" and args.domain is None:
         parser.error("--format nemotron_sft needs --domain (the SFT files do not say which domain they are)")
-    counts = convert_file(args.format, args.input, args.output, args.domain, args.skip_bad)
+    counts = convert_file(args.format, args.input, args.output, args.domain, args.skip_bad, args.protocol)
     print(f"wrote {args.output}:")
     for key, n in sorted(counts.items()):
         print(f"  {n:8d}  {key}")
@@ -61,7 +76,7 @@ def main():
 
 
 def convert_file(fmt: str, in_path: Path, out_path: Path, domain: str | None = None,
-                 skip_bad: bool = False) -> Counter:
+                 skip_bad: bool = False, protocol: str = "toy") -> Counter:
     """Stream `in_path` through the format's row converter into `out_path`; returns counts by outcome."""
     counts = Counter()
 
@@ -77,7 +92,7 @@ def convert_file(fmt: str, in_path: Path, out_path: Path, domain: str | None = N
                     row = json_line(line)
                     # Nemotron rows carry a uuid; the line is the fallback, and the file the default source
                     obj = {"id": str(row.get("uuid") or f"{in_path.stem}:{n}"), "source": in_path.name}
-                    record = parse_record(obj | CONVERTERS[fmt](row, domain))
+                    record = parse_record(obj | CONVERTERS[fmt](row, domain, protocol))
                     if record.id in seen:
                         raise RecordError("uuid", f"duplicate id {record.id!r}")
                     seen.add(record.id)
@@ -96,7 +111,7 @@ def convert_file(fmt: str, in_path: Path, out_path: Path, domain: str | None = N
     return counts
 
 
-def nemotron_rl(row: dict, _domain) -> dict:
+def nemotron_rl(row: dict, _domain, protocol: str) -> dict:
     dataset = field(row, "dataset", str)
     domain = next((d for suffix, d in DATASETS.items() if dataset.endswith(suffix)), None)
     if domain is None:
@@ -105,7 +120,26 @@ def nemotron_rl(row: dict, _domain) -> dict:
         raise Skip("placeholder row")
     params = field(row, "responses_create_params", dict)
     messages = field(params, "input", list, "responses_create_params.input")
+    if protocol == "m2rl" and domain in ("math", "science"):
+        messages = paper_prompt(domain, messages)
     return {"domain": domain, "messages": messages, "verifier": RL_VERIFIERS[domain](row), "source": dataset}
+
+
+def paper_prompt(domain: str, messages: list) -> list:
+    """process_rl_data.py's rewrite of the first message (`message[0]['content']`), whatever its role."""
+    first = messages[0] if messages and isinstance(messages[0], dict) else {}
+    content = first.get("content")
+    if not isinstance(content, str):
+        raise RecordError("responses_create_params", "key 'responses_create_params.input[0].content' must be a str")
+    if domain == "math":
+        content = MATH_PREFIX + content
+    elif content.startswith(MCQ_INSTRUCTION):
+        content = MCQ_STEP_BY_STEP + content[len(MCQ_INSTRUCTION):]
+    else:
+        raise RecordError("responses_create_params", f"--protocol m2rl: a science prompt must open with "
+                                                     f"{MCQ_INSTRUCTION!r}, the sentence the paper rewrites; got "
+                                                     f"{content[:80]!r}")
+    return [{**first, "content": content}] + messages[1:]
 
 
 def math_verifier(row: dict) -> dict:
@@ -136,7 +170,7 @@ def code_verifier(row: dict) -> dict:
 RL_VERIFIERS = {"math": math_verifier, "science": science_verifier, "if": if_verifier, "code": code_verifier}
 
 
-def nemotron_sft(row: dict, domain: str) -> dict:
+def nemotron_sft(row: dict, domain: str, _protocol) -> dict:
     messages = field(row, "messages", list)
     if row.get("tools") or any(isinstance(m, dict) and (m.get("tool_calls") or m.get("role") == "tool")
                                for m in messages):

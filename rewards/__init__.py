@@ -10,6 +10,15 @@ info)` and `check_verifier(verifier)`, and documents its verifier fields in its 
 Paper semantics (M2RL, slime rm_hub `async_rm`): only the text after the last `</think>` is scored, with a
 trailing `<|im_end|>` removed; with think_gate=True (thinking required), a response without `</think>` scores 0.
 Rewards are binary, except code with partial=True: the fraction of tests passed (M2RL's pass_avg).
+
+The protocol (`protocol=`, one of PROTOCOLS; every entry point's --protocol) picks the rules:
+- "toy": ours, for the toy data and any model: the think gate only if asked, math takes a bare "Answer: 5" as well
+  as a \boxed{}, science the last "Answer: X", code LiveCodeBench's float-tolerant comparison and 6 s per test.
+- "m2rl": the paper's code, rule for rule (each module cites the file it follows): the think gate always on and
+  the text after `</think>` left unstripped unless it ends in `<|im_end|>` (rm_hub/__init__.py `async_rm`); math
+  deepscaler's extraction (rewards/math.py), science gpqa.py's first-match letter (rewards/science.py), code
+  slime/rewards/code.py's exact comparison and 10 s runs (rewards/code.py), and the IF ids the paper's IFEvalG
+  registry leaves out score 0 as its KeyError does there (rewards/ifeval.py, PAPER_UNREGISTERED).
 """
 import importlib
 import multiprocessing
@@ -27,6 +36,7 @@ from multiprocessing.process import BaseProcess
 from typing import NamedTuple
 
 MODULES = {"math": "math", "code": "code", "science": "science", "if": "ifeval"}
+PROTOCOLS = ("toy", "m2rl")
 
 
 @dataclass
@@ -35,16 +45,19 @@ class Score:
     info: dict = field(default_factory=dict)  # extracted answer, tests passed, failed instruction ids, error text
 
 
-def score(record, response: str, think_gate: bool = False, partial: bool = False) -> Score:
+def score(record, response: str, think_gate: bool = False, partial: bool = False, protocol: str = "toy") -> Score:
     """Never raises: a verifier that throws scores 0 with the exception in info["error"]."""
     if "</think>" in response:
         response = response.rsplit("</think>", 1)[1]
-    elif think_gate:
-        return Score(0.0, {"error": "no </think> in the response, and thinking is required (think_gate)"})
-    response = response.strip().removesuffix("<|im_end|>")
+    elif think_gate or protocol == "m2rl":
+        return Score(0.0, {"error": "no </think> in the response, and thinking is required (think gate)"})
+    if protocol == "toy":
+        response = response.strip().removesuffix("<|im_end|>")
+    elif response.endswith("<|im_end|>"):  # async_rm strips only here: IF checks see the leading newlines otherwise
+        response = response.removesuffix("<|im_end|>").strip()
     try:
         options = {"partial": partial} if record.domain == "code" else {}
-        reward, info = domain_module(record.domain).verify(response, record.verifier, **options)
+        reward, info = domain_module(record.domain).verify(response, record.verifier, protocol=protocol, **options)
         return Score(float(reward), info)
     except (KeyboardInterrupt, SystemExit):
         raise
@@ -69,11 +82,11 @@ def domain_module(domain: str):
     return importlib.import_module(f".{MODULES[domain]}", __name__)
 
 
-def score_batch(records, responses, think_gate: bool = False, partial: bool = False,
-                workers: int | None = None, timeout_s: float = 180.0) -> list[Score]:
+def score_batch(records, responses, think_gate: bool = False, partial: bool = False, protocol: str = "toy",
+                workers: int | None = None, timeout_s: float = 240.0) -> list[Score]:
     """One batch in a pool started and stopped here; a trainer keeps one ScorePool open across steps instead."""
     with ScorePool(workers, timeout_s) as pool:
-        return pool.score(records, responses, think_gate, partial)
+        return pool.score(records, responses, think_gate, partial, protocol)
 
 
 class Worker(NamedTuple):
@@ -89,10 +102,11 @@ class ScorePool:
     forever, or the whole pool breaks. Here a worker that overruns its item's limit, or dies, is killed and
     replaced, and the item scores 0 with the reason in info. Workers run the verifiers on their main thread,
     where math-verify's signal-based timeouts work. A forkserver starts them: forking a trainer that holds CUDA
-    state and threads is unsafe. The default limit sits above code's worst case, 20 tests x (6 + 1) s + 10 s.
+    state and threads is unsafe. The default limit sits above code's worst case, 20 tests x (10 + 1) s + 10 s
+    (the m2rl protocol's 10 s runs; the toy's 6 s give 150 s).
     """
 
-    def __init__(self, workers: int | None = None, timeout_s: float = 180.0):
+    def __init__(self, workers: int | None = None, timeout_s: float = 240.0):
         self.context = multiprocessing.get_context("forkserver")
         # Workers, and those that replace them, fork from a server that already imported the verifiers:
         # math-verify's sympy takes ~1 s, which would count against an item's limit. ("__main__" is the default.)
@@ -103,7 +117,8 @@ class ScorePool:
         # Also at interpreter exit, when the caller's `close` never came (an exception left the trainer).
         self.close = weakref.finalize(self, stop_workers, self.workers)
 
-    def score(self, records, responses, think_gate: bool = False, partial: bool = False) -> list[Score]:
+    def score(self, records, responses, think_gate: bool = False, partial: bool = False,
+              protocol: str = "toy") -> list[Score]:
         todo = deque(enumerate(zip(records, responses, strict=True)))
         scores = [None] * len(todo)
         running = {}  # worker slot -> (item index, deadline)
@@ -111,7 +126,7 @@ class ScorePool:
             for slot, worker in enumerate(self.workers):
                 if slot not in running and todo:
                     i, (record, response) = todo.popleft()
-                    worker.conn.send((record, response, think_gate, partial))
+                    worker.conn.send((record, response, think_gate, partial, protocol))
                     running[slot] = (i, time.monotonic() + self.timeout_s)
             conns = {self.workers[slot].conn: slot for slot in running}
             next_deadline = min(deadline for _, deadline in running.values())
@@ -176,12 +191,12 @@ def remove_stale_scratch() -> None:
 
 
 def serve(conn: Connection, scratch: str) -> None:
-    """A worker's loop: (record, response, think_gate, partial) in, Score out, until the pipe closes."""
+    """A worker's loop: (record, response, think_gate, partial, protocol) in, Score out, until the pipe closes."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle; it stops the pool
     tempfile.tempdir = scratch
     while True:
         try:
-            record, response, think_gate, partial = conn.recv()
+            item = conn.recv()
         except EOFError:
             return
-        conn.send(score(record, response, think_gate, partial))
+        conn.send(score(*item))

@@ -11,6 +11,13 @@ units and `\\text{}`, percentages, intervals, sets, and numeric tolerance; plain
 ("3.5e4") it reads as 3.5*e*4, so that one form is rewritten to `3.5\\times 10^{4}` first.
 Parsing both sides and comparing them get TIMEOUT_S in all; past it the answer scores 0 with info["error"] (a
 timeout is a verifier failure, not a wrong answer: reward/error_fraction counts it).
+
+protocol="m2rl" extracts as the paper's `deepscaler` reward (slime rm_hub/deepscaler.py, with math_utils.py's
+`extract_answer`): the text after the last "Answer:" (case-sensitive; else the part after the first "###Response",
+else the whole response), in which a `\\boxed{...}` is required - a bare "Answer: 5" scores 0, and so
+does a boxed answer followed by a later "Answer:" line without one. `\\fbox` and `\\boxed 5` do not count. The
+equivalence stays math-verify's (the paper grades with deepscaler's mathd/sympy normaliser), within the same 10 s
+the paper gives it.
 """
 import contextlib
 import re
@@ -27,8 +34,8 @@ class Timeout(BaseException):
     """Not an Exception: math-verify and sympy turn those - and math-verify's own timeout - into a silent False."""
 
 
-def verify(response: str, verifier: dict) -> tuple[float, dict]:
-    answer = extract_answer(response)
+def verify(response: str, verifier: dict, protocol: str = "toy") -> tuple[float, dict]:
+    answer = extract_answer(response) if protocol == "toy" else extract_deepscaler(response)
     if answer is None:
         return 0.0, {"answer": None}
     try:
@@ -74,6 +81,24 @@ def extract_answer(text: str) -> str | None:
         return None
     answer = lines[-1].strip(" \t*$").rstrip(".").strip(" \t*$")  # "**Answer:** $5$."
     return answer or None
+
+
+def extract_deepscaler(text: str) -> str | None:
+    """The paper's rule (rm_hub/deepscaler.py `get_deepscaler_rule_based_reward`, math_utils.py `extract_answer`,
+    `last_boxed_only_string`, `remove_boxed`). Both splits read the whole response, so "Answer:" wins."""
+    if "Answer:" in text:
+        text = text.split("Answer:")[-1].strip()
+    elif "###Response" in text:
+        text = text.split("###Response")[1]
+    start = text.rfind("\\boxed")
+    if start < 0 or not text.startswith("\\boxed{", start):  # remove_boxed asserts the brace follows at once
+        return None
+    depth = 0
+    for j in range(start + len("\\boxed"), len(text)):
+        depth += {"{": 1, "}": -1}.get(text[j], 0)
+        if depth == 0:
+            return text[start + len("\\boxed{"):j]
+    return None  # unclosed
 
 
 def last_boxed(text: str) -> str | None:

@@ -7,6 +7,10 @@ only reads the letter, and the number of options to know which letters are valid
 The chosen letter is found in the paper's order (M2RL rm_hub/gpqa.py): an "Answer: X" statement, then a boxed
 letter, then, as a fallback, the last standalone capital that is a valid letter. Unlike the paper's
 `re.search`, the *last* "Answer: X" counts: a response that reconsiders ends with the answer it settled on.
+
+protocol="m2rl" is the paper's extraction exactly (rm_hub/gpqa.py `_extract_letter_from_response`): three patterns
+in order, each's *first* match only, ignoring case (so "the answer is a mixture" reads as A), then the last
+standalone capital that is a valid letter.
 """
 import re
 
@@ -16,11 +20,14 @@ LETTERS = "ABCDEFGHIJ"
 STATEMENT = re.compile(r"(?i:answer)(?:\s+is)?\s*[:：]?\s*[*(\[]*\s*([A-J])\b")
 BOXED = re.compile(r"\\boxed\{\s*(?:\\text(?:bf)?\{)?\s*\(?([A-J])\)?\s*\}?\s*\}")  # \boxed{C}, \boxed{\text{(C)}}
 STANDALONE = re.compile(r"\b([A-J])\b")
+PAPER_PATTERNS = [re.compile(p, re.IGNORECASE) for p in (r"(?:answer|option|choice)\s*(?:is|:)?\s*([A-Z])",
+                                                          r"([A-Z])\s*(?:is\s*(?:the)?\s*correct)",
+                                                          r"final\s*(?:answer|option)\s*(?:is|:)?\s*([A-Z])")]
 
 
-def verify(response: str, verifier: dict) -> tuple[float, dict]:
+def verify(response: str, verifier: dict, protocol: str = "toy") -> tuple[float, dict]:
     valid = LETTERS[: len(verifier["options"])]
-    letter = extract_letter(response, valid)
+    letter = extract_letter(response, valid) if protocol == "toy" else extract_letter_gpqa(response, valid)
     return float(letter == verifier["answer"]), {"answer": letter}
 
 
@@ -41,3 +48,11 @@ def extract_letter(text: str, valid: str) -> str | None:
         if letters:
             return letters[-1]
     return None
+
+
+def extract_letter_gpqa(text: str, valid: str) -> str | None:
+    for pattern in PAPER_PATTERNS:
+        match = pattern.search(text)
+        if match and match[1].upper() in valid:
+            return match[1].upper()
+    return next((letter for letter in reversed(re.findall(r"\b([A-Z])\b", text)) if letter in valid), None)

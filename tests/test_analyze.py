@@ -177,6 +177,42 @@ def test_chunking_changes_no_exact_number(tmp_path, monkeypatch):
     assert chunked["projected"]["all"]["same"] != whole["projected"]["all"]["same"]  # other chunks, other matrices
 
 
+def test_overlap_cosine_is_the_cosine_on_the_jointly_changed_entries(tmp_path):
+    """Fig. 3's cosine "in the overlapping regions". Planted: a and b shift the same middle third of every tensor
+    identically, and each also its own disjoint third: all-entries cosine 1/2, overlap cosine exactly 1; c shifts
+    the middle third the other way: -1 on the overlap. Reference: float64 numpy on the concatenated shifts restricted
+    to the entries both masks hold, per module type, and Fig. 3 = the mean of attention's and FFN's."""
+    base = base_state()
+    d = shifts(base, "d", scale=0.05)
+    thirds = {n: torch.arange(t.numel()).view(t.shape) * 3 // t.numel() for n, t in base.items()}  # 0, 1, 2
+    models = {"a": {n: base[n] + d[n] * (thirds[n] <= 1) for n in base},
+              "b": {n: base[n] + d[n] * (thirds[n] >= 1) for n in base},
+              "c": {n: base[n] - d[n] * (thirds[n] == 1) for n in base}}
+    report = run_weights(tmp_path, base, models)
+
+    def reference(names, a, b):
+        u, v, mu, mv = [], [], [], []
+        for n in names:
+            for delta, m, theta in ((u, mu, models[a][n]), (v, mv, models[b][n])):
+                shift = theta.numpy() - base[n].numpy()  # fp32, as analyze's masks
+                delta.append(shift.astype(np.float64).ravel())
+                m.append((np.abs(shift) > 1e-3 * np.maximum(np.abs(theta.numpy()), np.abs(base[n].numpy()))).ravel())
+        u, v, joint = np.concatenate(u), np.concatenate(v), np.concatenate(mu) & np.concatenate(mv)
+        return u[joint] @ v[joint] / np.linalg.norm(u[joint]) / np.linalg.norm(v[joint])
+
+    for kind in ("q", "down", "all"):
+        names = [n for n in base if kind == "all" or analyze.module_type(n) == kind]
+        for a, b in (("a", "b"), ("a", "c"), ("b", "c")):
+            assert report["cosine_overlap"][kind][a][b] == pytest.approx(reference(names, a, b), abs=1e-9)
+    assert report["cosine_overlap"]["all"]["a"]["b"] == pytest.approx(1.0, abs=1e-6)
+    assert report["cosine"]["all"]["a"]["b"] == pytest.approx(0.5, abs=0.05)  # what the all-entries cosine says
+    assert report["cosine_overlap"]["all"]["a"]["c"] == pytest.approx(-1.0, abs=1e-6)
+    groups = [[n for n in base if analyze.module_type(n) in kinds] for kinds in analyze.FIG3_GROUPS.values()]
+    assert report["cosine_overlap_fig3"]["a"]["c"] == pytest.approx(np.mean([reference(g, "a", "c") for g in groups]))
+    summary = (tmp_path / "out" / "summary.md").read_text()
+    assert "Fig. 3" in summary and "| a / b |" in summary
+
+
 def test_four_checkpoints_hold_one_tensor_each_at_most(tmp_path, monkeypatch):
     """Memory bound: at any moment at most one tensor read from each checkpoint is alive (base + 4 models = 5), each
     read exactly once. Counted by wrapping CheckpointReader.get and finalizing every tensor it returns; chunks of 100

@@ -103,31 +103,37 @@ def dtypes(path) -> set:
 
 
 def test_bf16_round_trip_grpo_then_merge_with_the_bf16_base(tmp_path):
-    """GRPO from a bf16 checkpoint saves bf16 weights (--save-dtype auto) every step (--save-every 1) and keeps the 2
-    newest trainer states (--keep-last 2); merge.py merges two of its steps with the bf16 base; SFT from the same
-    checkpoint with --save-dtype float32 saves fp32. Reference: the dtypes safetensors records in each file."""
+    """GRPO from a bf16 checkpoint saves bf16 weights (--save-dtype auto) every step (--save-every 1) and keeps only
+    the newest trainer state (--keep-last 1); merge.py merges both steps with the bf16 base; SFT from the same
+    checkpoint with --save-dtype float32 saves fp32. Reference: the dtypes safetensors records in each file. The
+    entropy bonus at lr 1e-3 moves every weight by more than bf16's spacing, whatever the (mostly zero) rewards, so
+    the bf16 outputs carry a task vector for the merge to act on."""
     base = tmp_path / "base_bf16"
     sft_model = load_model(TINY_SFT)
     save_checkpoint(base, sft_model.state_dict().items(), sft_model.config, source_dir=TINY_SFT, dtype=torch.bfloat16)
     assert dtypes(base) == {"BF16"}
     out = tmp_path / "grpo"
     grpo = subprocess.run([sys.executable, str(ROOT / "train_grpo.py"), "--model", str(base), "--out", str(out),
-                           "--data", str(ROOT / "data/toy/rl/math.jsonl"), "--domains", "math", "--steps", "3",
-                           "--save-every", "1", "--keep-last", "2", "--prompts-per-step", "2", "--group-size", "2",
-                           "--max-response-len", "16", "--lr", "1e-4", "--reward-workers", "1"],
-                          env=ENV, cwd=ROOT, capture_output=True, text=True, timeout=600)
+                           "--data", str(ROOT / "data/toy/rl/math.jsonl"), "--domains", "math", "--steps", "2",
+                           "--save-every", "1", "--keep-last", "1", "--prompts-per-step", "2", "--group-size", "2",
+                           "--max-response-len", "16", "--lr", "1e-3", "--entropy-coef", "0.1",
+                           "--reward-workers", "1"], env=ENV, cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert grpo.returncode == 0, grpo.stderr[-4000:]
-    for step in (1, 2, 3):
-        assert dtypes(out / f"step_{step:07d}") == {"BF16"}
-        assert json.loads((out / f"step_{step:07d}" / "config.json").read_text())["dtype"] == "bfloat16"
-    assert [s.parent.name for s in sorted(out.glob("step_*/trainer_state"))] == ["step_0000002", "step_0000003"]
+    steps = [out / "step_0000001", out / "step_0000002"]
+    for step in steps:
+        assert dtypes(step) == {"BF16"}
+        assert json.loads((step / "config.json").read_text())["dtype"] == "bfloat16"
+    assert [s.parent for s in out.glob("step_*/trainer_state")] == [steps[1]]  # step 1 keeps its weights only
+    name = "model.layers.0.mlp.up_proj.weight"
+    assert not CheckpointReader(steps[1]).get(name).equal(CheckpointReader(base).get(name))
 
     merged = tmp_path / "merged"
     merge = subprocess.run([sys.executable, str(ROOT / "merge.py"), "--base", str(base), "--method", "ties", "--models",
-                            f"a={out / 'step_0000002'}", f"b={out / 'step_0000003'}", "--out", str(merged)],
+                            f"a={steps[0]}", f"b={steps[1]}", "--out", str(merged)],
                            env=ENV, cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert merge.returncode == 0, merge.stderr[-4000:]
     assert dtypes(merged) == {"BF16"}
+    assert not CheckpointReader(merged).get(name).equal(CheckpointReader(base).get(name))
 
     records = tmp_path / "sft.jsonl"
     records.write_text("".join((ROOT / "data/toy/sft/math.jsonl").read_text().splitlines(keepends=True)[:16]))
@@ -137,7 +143,6 @@ def test_bf16_round_trip_grpo_then_merge_with_the_bf16_base(tmp_path):
                          env=ENV, cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert sft.returncode == 0, sft.stderr[-4000:]
     assert dtypes(tmp_path / "sft" / "latest") == {"F32"}
-
 
 if __name__ == "__main__":
     rank_main(sys.argv[1])
