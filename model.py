@@ -94,9 +94,6 @@ class Qwen3Config:
         known = {f.name for f in fields(cls)}
         kwargs = {k: v for k, v in hf.items() if k in known}
         kwargs["rope_theta"] = float(theta)
-        if hf["model_type"] == "qwen2":  # transformers' and vLLM's Qwen2 derive head_dim; a file's own is ignored by vLLM
-            kwargs["head_dim"] = hf.get("hidden_size", 0) // (hf.get("num_attention_heads") or 1)
-            kwargs.pop("attention_bias", None)  # not a Qwen2 key: its q/k/v always have biases and o_proj none
         kwargs.setdefault("head_dim", 128)  # transformers' Qwen3Config default, so we read what it reads
         kwargs.setdefault("num_key_value_heads", hf.get("num_attention_heads"))
         kwargs["dtype"] = str(hf.get("dtype") or hf.get("torch_dtype") or "float32")
@@ -107,6 +104,12 @@ class Qwen3Config:
         bad = [f"{k} = {kwargs[k]!r}" for k in sizes if type(kwargs[k]) is not int or kwargs[k] <= 0]
         if bad:
             raise CheckpointError(f"{source}: {', '.join(bad)}; expected a positive integer")
+        if hf["model_type"] == "qwen2":
+            kwargs.pop("attention_bias", None)  # not a Qwen2 key: its q/k/v always have biases and o_proj none
+            kwargs["head_dim"] = kwargs["hidden_size"] // kwargs["num_attention_heads"]
+            if hf.get("head_dim", kwargs["head_dim"]) != kwargs["head_dim"]:  # vLLM's Qwen2 ignores the key
+                raise CheckpointError(f"{source}: head_dim = {hf['head_dim']!r}, but Qwen2 has hidden_size // "
+                                      f"num_attention_heads = {kwargs['head_dim']} (vLLM derives it)")
         return cls(**kwargs)
 
     @classmethod
@@ -430,7 +433,8 @@ def fill_weights(model: Qwen3ForCausalLM, reader: CheckpointReader, local_rows=N
         if name == "lm_head.weight" and tied:
             continue  # some exporters store the tied head too; it is the embedding by definition
         if name not in params:
-            raise CheckpointError(f"{reader.file_of[name]}: unexpected tensor {name!r} (not a parameter of this {reader.config.model_type} config)")
+            raise CheckpointError(f"{reader.file_of[name]}: unexpected tensor {name!r} (not a "
+                                  f"{reader.config.model_type} dense parameter)")
         if reader.shape(name) != tuple(params[name].shape):
             raise CheckpointError(f"{reader.file_of[name]}: tensor {name!r} has shape {reader.shape(name)}, "
                              f"config.json implies {tuple(params[name].shape)}")

@@ -1,4 +1,5 @@
-"""model.py against the independent reference: transformers' Qwen3ForCausalLM (eager attention), on random tiny configs."""
+"""model.py against the independent reference: transformers' Qwen3ForCausalLM and Qwen2ForCausalLM (eager attention),
+on random tiny configs. The same checks on the real Qwen2.5 checkpoint are in tests/test_model_real.py."""
 import json
 import os
 import shutil
@@ -15,26 +16,34 @@ import model as m2rl_model
 from model import (CheckpointError, CheckpointReader, Qwen3Config, SamplingParams, generate, load_model, save_checkpoint,
                    save_model)
 
-# tied/untied, GQA ratios 1, 2 and 4, head_dim != hidden/heads (16*4 != 48), non-default rope_theta, qkv bias
+# tied/untied, GQA ratios 1, 2 and 4, head_dim != hidden/heads (16*4 != 48), non-default rope_theta, qkv bias;
+# Qwen2 (qkv bias, no q/k norm, head_dim = 48 / heads) tied with GQA 3 and untied with MHA
 CONFIGS = {
     "tied-gqa2": dict(num_attention_heads=4, num_key_value_heads=2, head_dim=16, tie_word_embeddings=True),
     "untied-mha": dict(num_attention_heads=4, num_key_value_heads=4, head_dim=24, tie_word_embeddings=False,
                        rope_theta=500.0),
     "tied-gqa4-bias": dict(num_attention_heads=8, num_key_value_heads=2, head_dim=8, tie_word_embeddings=True,
                            rope_theta=1e6, attention_bias=True),
+    "qwen2-tied-gqa3": dict(model_type="qwen2", num_attention_heads=6, num_key_value_heads=2, tie_word_embeddings=True,
+                            rope_theta=1e6),
+    "qwen2-untied-mha": dict(model_type="qwen2", num_attention_heads=4, num_key_value_heads=4,
+                             tie_word_embeddings=False),
 }
 
 
 def hf_model(name, seed=0):
     spec = dict(CONFIGS[name])
     theta = spec.pop("rope_theta", 10_000.0)
-    cfg = transformers.Qwen3Config(
+    qwen = {"qwen3": (transformers.Qwen3Config, transformers.Qwen3ForCausalLM),
+            "qwen2": (transformers.Qwen2Config, transformers.Qwen2ForCausalLM)}
+    config_class, model_class = qwen[spec.pop("model_type", "qwen3")]
+    cfg = config_class(
         vocab_size=97, hidden_size=48, intermediate_size=80, num_hidden_layers=2, rms_norm_eps=1e-6,
         max_position_embeddings=256, rope_parameters={"rope_type": "default", "rope_theta": theta},
         initializer_range=0.15,  # peaked logits, so greedy decoding has no near-ties for float noise to flip
         bos_token_id=1, eos_token_id=2, **spec)
     torch.manual_seed(seed)
-    model = transformers.Qwen3ForCausalLM(cfg).eval()
+    model = model_class(cfg).eval()
     with torch.no_grad():  # HF initialises norms to 1: randomise them so a mixed-up norm weight cannot go unnoticed
         for n, p in model.named_parameters():
             if "norm" in n or n.endswith("bias"):
@@ -70,8 +79,11 @@ def test_our_save_loads_in_transformers(name, tmp_path):
     ours = load_model(tmp_path / "hf")
     save_model(ours, tmp_path / "ours", max_shard_bytes=30_000)
     assert len(json.loads((tmp_path / "ours/model.safetensors.index.json").read_text())["weight_map"]) > 0
-    back = transformers.Qwen3ForCausalLM.from_pretrained(tmp_path / "ours", attn_implementation="eager").eval()
-    assert back.config.tie_word_embeddings == ref.config.tie_word_embeddings
+    back = transformers.AutoModelForCausalLM.from_pretrained(tmp_path / "ours", attn_implementation="eager").eval()
+    assert type(back) is type(ref) and back.config.tie_word_embeddings == ref.config.tie_word_embeddings
+    saved = json.loads((tmp_path / "ours/config.json").read_text())
+    assert saved["model_type"] == ref.config.model_type
+    assert set(saved) - set(ref.config.to_dict()) <= {"rope_theta"}  # its own keys (and the legacy theta, for vLLM)
     ids = torch.randint(0, 97, (2, 17)).tolist()
     assert (hf_logits(back, ids) - hf_logits(ref, ids)).abs().max() <= 1e-5
     assert (our_logits(load_model(tmp_path / "ours"), ids) - hf_logits(ref, ids)).abs().max() <= 1e-4
@@ -331,6 +343,11 @@ def test_config_reads_legacy_rope_theta_and_rejects_unsupported():
         Qwen3Config.from_hf({**base, "rope_scaling": {"rope_type": "yarn", "factor": 4.0}})
     with pytest.raises(ValueError, match="hidden_size"):
         Qwen3Config.from_hf({k: v for k, v in base.items() if k != "hidden_size"}, "x/config.json")
+    # Qwen2: head_dim is hidden_size // heads (vLLM derives it), and q/k/v biases are the architecture, not a flag
+    qwen2 = {**{k: v for k, v in base.items() if k != "head_dim"}, "model_type": "qwen2", "attention_bias": True}
+    assert (Qwen3Config.from_hf(qwen2).head_dim, Qwen3Config.from_hf(qwen2).attention_bias) == (4, False)
+    with pytest.raises(CheckpointError, match=r"x/config\.json: head_dim = 8.*= 4"):
+        Qwen3Config.from_hf({**qwen2, "head_dim": 8}, "x/config.json")
 
 
 def test_bf16_checkpoint_loads_in_its_dtype_or_the_one_asked(tmp_path):
