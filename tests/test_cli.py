@@ -78,15 +78,22 @@ def test_out_of_range_values_are_refused_naming_the_flag(script, argv, message, 
     assert f": error: {message}" in capsys.readouterr().err.splitlines()[-1]
 
 
-def test_a_broken_model_is_one_line_naming_the_file(tmp_path):
-    """A truncated safetensors file: generate.py ends with one line naming it (it was a 30-line traceback)."""
-    model = tmp_path / "model"
+@pytest.mark.parametrize("script, flags", [("generate.py", ["--max-new-tokens", "4"]),
+                                           ("train_grpo.py", ["--out", "OUT", "--data", "DATA", "--domains", "math"]),
+                                           ("train_sft.py", ["--out", "OUT", "--data", "DATA"])])
+def test_bad_input_ends_in_one_line_naming_the_file(script, flags, tmp_path):
+    """A truncated safetensors file (generate.py) or a record with a key missing (the trainers): the script ends
+    with one line naming the file, where it was a 10-33-line traceback (issue 18.9). Progress bars may precede it."""
+    model, data, out = tmp_path / "model", tmp_path / "bad.jsonl", str(tmp_path / "out")
     shutil.copytree(ROOT / "data/tiny-sft", model)
     (model / "model.safetensors").write_bytes((model / "model.safetensors").read_bytes()[:1000])
-    done = subprocess.run([sys.executable, str(ROOT / "generate.py"), "--model", str(model), "--max-new-tokens", "4"],
-                          env={**os.environ, "OMP_NUM_THREADS": "1"}, cwd=ROOT, capture_output=True, text=True,
-                          timeout=300)
-    assert done.returncode == 1
-    assert "Traceback" not in done.stderr
-    assert done.stderr.strip().splitlines() == [done.stderr.strip()]
-    assert done.stderr.startswith(f"error: {model / 'model.safetensors'}: not a readable safetensors file")
+    data.write_text('{"id": "a", "domain": "math"}\n')
+    argv = [{"OUT": out, "DATA": str(data)}.get(flag, flag) for flag in flags]
+    if script == "generate.py":
+        argv += ["--model", str(model)]
+    done = subprocess.run([sys.executable, str(ROOT / script), *argv], env={**os.environ, "OMP_NUM_THREADS": "1"},
+                          cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr[-3000:]
+    expected = (f"error: {model / 'model.safetensors'}: not a readable safetensors file" if script == "generate.py"
+                else f"error: {data}:1: missing key 'messages'")
+    assert done.stderr.strip().splitlines()[-1].startswith(expected)
