@@ -22,8 +22,9 @@ for every benchmark; max new tokens per benchmark (benchmarks.py) unless --max-n
 paper's in-loop evaluation (M2RL eval_config/multi_task.yaml, resolved as slime/utils/eval_config.py does): top-p
 0.7, temperature 1 (the yaml sets none, so the rollout's --rollout-temperature 1 holds), no top-k (slime's -1),
 32,768-token responses, K = 16 for aime24, 4 for gpqa_diamond, 1 for ifbench (benchmarks.py paper_k; other
-benchmarks --k), and the paper's reward rules (rewards/: think gate, deepscaler math, ...). Flags given win. `preset:tiny` models are random weights with no directory for an engine
-to load, so they get the native engine directly.
+benchmarks --k), and the paper's reward rules (rewards/: think gate, deepscaler math, ...). Flags given win.
+`preset:tiny` models are random weights with no directory for an engine to load, so they get the native engine
+directly.
 
 Outputs in --out:
   table.md                           benchmarks x models in percent (+ Avg.), pass@k and IF levels, loader notes
@@ -85,7 +86,7 @@ parser.add_argument("--protocol", choices=rewards.PROTOCOLS, default="toy",
                          "Qwen3's sampling, one K, our rules - the default models and benchmarks are the toy ones, "
                          "whose answers the paper's rules (think gate, boxed math) would score 0")
 parser.add_argument("--k", type=positive_int,
-                    help="samples per prompt, every benchmark (default: 4; under m2rl each benchmark's paper K, else 4)")
+                    help="samples per prompt, every benchmark (default 4; under m2rl each benchmark's paper K, else 4)")
 parser.add_argument("--pass-k", default="", help="comma-separated k for pass@k, each at most every benchmark's K")
 parser.add_argument("--limit", type=positive_int, help="first N prompts of each benchmark")
 parser.add_argument("--temperature", type=non_negative_float, help="default: the protocol's (SAMPLING)")

@@ -66,7 +66,10 @@ def main():
     args = parser.parse_args()
     if args.format == "nemotron_sft" and args.domain is None:
         parser.error("--format nemotron_sft needs --domain (the SFT files do not say which domain they are)")
-    counts = convert_file(args.format, args.input, args.output, args.domain, args.skip_bad, args.protocol)
+    try:
+        counts = convert_file(args.format, args.input, args.output, args.domain, args.skip_bad, args.protocol)
+    except RecordError as e:  # it names the file, line and key: one line, not a traceback
+        raise SystemExit(f"error: {e}") from None
     print(f"wrote {args.output}:")
     for key, n in sorted(counts.items()):
         print(f"  {n:8d}  {key}")

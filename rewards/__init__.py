@@ -1,11 +1,11 @@
 """Rewards: score a response to a record, routed by the record's domain; or a batch, in worker processes.
 
-    score(record, response, think_gate=False, partial=False) -> Score(reward, info)    never raises
+    score(record, response, think_gate=False, partial=False, protocol="toy") -> Score(reward, info)    never raises
     validate(record)                       at data-load time: ValueError naming the record, domain and key
     score_batch(records, responses, ...)   / ScorePool: worker processes, a hard wall-clock limit per item
 
-Each domain module - math, code, science, and ifeval for "if" - has `verify(response, verifier) -> (reward,
-info)` and `check_verifier(verifier)`, and documents its verifier fields in its docstring.
+Each domain module - math, code, science, and ifeval for "if" - has `verify(response, verifier, protocol="toy") ->
+(reward, info)` and `check_verifier(verifier)`, and documents its verifier fields in its docstring.
 
 Paper semantics (M2RL, slime rm_hub `async_rm`): only the text after the last `</think>` is scored, with a
 trailing `<|im_end|>` removed; with think_gate=True (thinking required), a response without `</think>` scores 0.
@@ -13,7 +13,7 @@ Rewards are binary, except code with partial=True: the fraction of tests passed 
 
 The protocol (`protocol=`, one of PROTOCOLS; every entry point's --protocol) picks the rules:
 - "toy": ours, for the toy data and any model: the think gate only if asked, math takes a bare "Answer: 5" as well
-  as a \boxed{}, science the last "Answer: X", code LiveCodeBench's float-tolerant comparison and 6 s per test.
+  as a \\boxed{}, science the last "Answer: X", code LiveCodeBench's float-tolerant comparison and 6 s per test.
 - "m2rl": the paper's code, rule for rule (each module cites the file it follows): the think gate always on and
   the text after `</think>` left unstripped unless it ends in `<|im_end|>` (rm_hub/__init__.py `async_rm`); math
   deepscaler's extraction (rewards/math.py), science gpqa.py's first-match letter (rewards/science.py), code

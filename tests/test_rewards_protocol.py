@@ -193,7 +193,7 @@ def test_converter_writes_the_papers_prompts(tmp_path):
         assert m2rl[domain].messages == toy[domain].messages
 
 
-def test_converter_refuses_a_science_prompt_it_cannot_rewrite(tmp_path):
+def test_converter_refuses_a_science_prompt_it_cannot_rewrite(tmp_path, monkeypatch):
     from data.convert import convert_file
     from data.record import RecordError
     rows = [line for line in (FIXTURES / "nemotron_rl_sample.jsonl").read_text().splitlines() if "stem_mcqa" in line]
@@ -202,6 +202,12 @@ def test_converter_refuses_a_science_prompt_it_cannot_rewrite(tmp_path):
     with pytest.raises(RecordError, match=r"bad.jsonl:1: .*must open with"):
         convert_file("nemotron_rl", bad, tmp_path / "out.jsonl", protocol="m2rl")
     convert_file("nemotron_rl", bad, tmp_path / "out.jsonl")  # toy keeps it as it is
+    import data.convert
+    monkeypatch.setattr("sys.argv", ["convert", "--format", "nemotron_rl", "--protocol", "m2rl", str(bad),
+                                     str(tmp_path / "cli.jsonl")])
+    with pytest.raises(SystemExit, match=r"^error: .*bad.jsonl:1: --protocol m2rl: a science prompt") as e:
+        data.convert.main()
+    assert "\n" not in str(e.value) and not (tmp_path / "cli.jsonl").exists()
 
 
 def test_evaluation_settings_per_protocol(tmp_path):
@@ -225,9 +231,10 @@ def test_evaluation_settings_per_protocol(tmp_path):
 def test_table_names_each_benchmarks_k_where_they_differ():
     import evaluate
     results = {"m": {"aime24": {"avg": 0.5, "stderr": 0.1, "k": 16}, "ifbench": {"avg": 0.25, "stderr": 0.05, "k": 1}}}
-    text = evaluate.table(results, ["aime24", "ifbench"], {"aime24": 16, "ifbench": 1}, [], {"aime24": [], "ifbench": []})
+    notes = {"aime24": [], "ifbench": []}
+    text = evaluate.table(results, ["aime24", "ifbench"], {"aime24": 16, "ifbench": 1}, [], notes)
     assert "| Avg@K (%) | m |" in text and "| aime24 (K=16) | 50.0 ± 10.0 |" in text and "| ifbench (K=1) |" in text
-    assert "| Avg@4 (%) | m |" in evaluate.table(results, ["aime24", "ifbench"], 4, [], {"aime24": [], "ifbench": []})
+    assert "| Avg@4 (%) | m |" in evaluate.table(results, ["aime24", "ifbench"], 4, [], notes)
 
 
 @pytest.mark.parametrize("extra, clip_high, tis_cap", [
