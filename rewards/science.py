@@ -10,11 +10,14 @@ letter, then, as a fallback, the last standalone capital that is a valid letter.
 
 protocol="m2rl" is the paper's extraction exactly (rm_hub/gpqa.py `_extract_letter_from_response`): three patterns
 in order, each's *first* match only, ignoring case (so "the answer is a mixture" reads as A), then the last
-standalone capital that is a valid letter.
+standalone capital that is a valid letter. Valid are A-H whatever the number of options: the paper's science rows
+carry no choices in their metadata (process_rl_data.py), so compute_gpqa_reward falls back to its
+DEFAULT_VALID_LETTERS - a gold I or J can never score, and a 4-option question's "answer is e..." reads as E.
 """
 import re
 
 LETTERS = "ABCDEFGHIJ"
+PAPER_LETTERS = "ABCDEFGH"  # gpqa.py DEFAULT_VALID_LETTERS
 # "Answer: C", "answer is (C)", "Final answer: **C**"; only the word "answer" ignores case, the letter must be a
 # capital, else "the answer is a mixture" would read as A.
 STATEMENT = re.compile(r"(?i:answer)(?:\s+is)?\s*[:：]?\s*[*(\[]*\s*([A-J])\b")
@@ -26,8 +29,10 @@ PAPER_PATTERNS = [re.compile(p, re.IGNORECASE) for p in (r"(?:answer|option|choi
 
 
 def verify(response: str, verifier: dict, protocol: str = "toy") -> tuple[float, dict]:
-    valid = LETTERS[: len(verifier["options"])]
-    letter = extract_letter(response, valid) if protocol == "toy" else extract_letter_gpqa(response, valid)
+    if protocol == "toy":
+        letter = extract_letter(response, LETTERS[: len(verifier["options"])])
+    else:
+        letter = extract_letter_gpqa(response, PAPER_LETTERS)
     return float(letter == verifier["answer"]), {"answer": letter}
 
 

@@ -65,9 +65,17 @@ def test_math_deepscaler_extraction(response, toy, m2rl):
     ("Answer: B. On reflection, Answer: C", 1.0, 0.0),           # re.search: the first statement
     ("C is correct.", 1.0, 1.0),
     ("I pick D, no, C", 1.0, 1.0),                                # fallback: the last standalone valid capital
+    ("The answer is evidently C.", 1.0, 0.0),                     # "answer is e": E, valid among A-H
 ])
 def test_science_gpqa_extraction(response, toy, m2rl):
     assert both(record("science", {"options": ["a", "b", "c", "d"], "answer": "C"}), response) == (toy, m2rl)
+
+
+def test_science_valid_letters_are_gpqas_default_a_to_h():
+    # the RL rows' metadata has no choices (process_rl_data.py): DEFAULT_VALID_LETTERS, A-H, even with 10 options
+    ten = record("science", {"options": list("abcdefghij"), "answer": "J"})
+    assert both(ten, "Answer: J") == (1.0, 0.0)
+    assert both(record("science", {"options": list("abcdefghij"), "answer": "H"}), "Answer: H") == (1.0, 1.0)
 
 
 ADD = {"tests": {"inputs": ["1 2"], "outputs": ["3"]}}
