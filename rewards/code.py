@@ -22,7 +22,9 @@ with two blocks runs the prose between them too), each test may run 10 s (python
 iff the stripped stdout equals the stripped expected output exactly - no float tolerance - with nothing on stderr
 (its harness appends stderr to the output it compares) and no error. The paper samples its 20 tests unseeded;
 here the same seeded choice as above, so a group's rollouts meet the same tests. Call-based tests (fn_name) keep
-this module's harness and compare the returned JSON exactly (the paper feeds every test on stdin).
+this module's harness and compare the returned JSON exactly (the paper feeds every test on stdin). Not reproduced:
+its harness runs the program inside a `try` that prints captured stdout at the end, so a program ending in
+`sys.exit()` loses its output there, and a few modules (resource, psutil, ...) and os functions are disabled.
 
 The sandbox. Untrusted code never runs in the calling process, and expected outputs never enter the sandbox:
 the verdict is made out here, so a program that exits early, rewrites builtins or tampers with its harness can
