@@ -19,7 +19,10 @@ to be tightened on the first GPU.
                                    Qwen3-0.6B shape, --tokens packed tokens of 1024-token documents per step: tokens/s
                                    and MFU = model flops / time / the GPU's dense bf16 peak; PASS at MFU >= 20%
   memory plan 0.6B                 that step's peak allocated memory against memory.plan_bytes, within 25%
-  vllm sync: greedy = trainer      VllmEngine (bf16, sleep mode) on a random 0.6B-shaped checkpoint; the trainer's
+  grpo 0.6B + vllm, 2 steps        train_grpo.py --engine vllm as a user runs it, on a random Qwen3-0.6B-shaped
+                                   checkpoint written here (nothing is downloaded): exits 0, two metrics rows, the
+                                   engine's logprobs within 0.1 nats of the trainer's
+  vllm sync: greedy = trainer      VllmEngine (bf16, sleep mode) on the same checkpoint, in this process; the trainer's
                                    weights change and are streamed in with load_weights: the engine's greedy output
                                    agrees with the trainer's model.generate (bf16; near-ties may flip a token, so the
                                    number is the share of tokens before the first difference, PASS at >= 50%), and
@@ -28,8 +31,6 @@ to be tightened on the first GPU.
   vllm sleep/wake: no growth       3 cycles of GRPO's sleep(2) / wake weights / load_weights / wake KV cache / generate
                                    with the trainer allocating between: device memory in use (cudaMemGetInfo, which
                                    sees vLLM's own allocator too) grows by at most 256 MiB from the first to the last
-  grpo 0.6B + vllm, 2 steps        train_grpo.py --engine vllm on that checkpoint, as a user runs it: exits 0, two
-                                   metrics rows, the engine's logprobs within 0.1 nats of the trainer's
 """
 import argparse
 import json
@@ -413,13 +414,16 @@ def main(args):
             plan = sum(plan_bytes(Qwen3Config(**PRESETS["0.6B"]), 1, args.tokens).values())
             table.append(["memory plan 0.6B", "skipped: no CUDA", f"plan {plan / 2**30:.1f} GiB at {args.tokens} tok"])
 
+        # train_grpo.py before this process opens an engine of its own: a subprocess's vLLM wants its share of a
+        # GPU that nothing else holds yet
+        check("grpo 0.6B + vllm, 2 steps", lambda: grpo_line(random_checkpoint(out), out, deadline))
+
         def engine_sync():
             sync, second["vllm sleep/wake: no growth"] = vllm_lines(random_checkpoint(out))
             return sync
         check("vllm sync: greedy = trainer", engine_sync)
         check("vllm sleep/wake: no growth", lambda: second.get("vllm sleep/wake: no growth",
                                                                "skipped: the engine check failed"))
-        check("grpo 0.6B + vllm, 2 steps", lambda: grpo_line(random_checkpoint(out), out, deadline))
     except TimeLimit:
         pass
     signal.alarm(0)
