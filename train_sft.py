@@ -121,8 +121,8 @@ def main(args):
         raise SystemExit(f"{n_rows} packed rows make no step of --batch-rows {args.batch_rows}")
     done = m2rl_dist.steps_done(out)
     if done > steps:
-        raise SystemExit(f"--epochs {args.epochs}: {out} already holds step {done} of a longer run ({steps} steps "
-                         f"here); ask for more epochs to continue that run, or give a new --out")
+        raise SystemExit(f"--epochs {args.epochs} (--max-steps {args.max_steps}) make {steps} steps, but {out} already "
+                         f"holds step {done}; ask for more to continue that run, or give a new --out")
     if done == steps:  # a finished run started again: its latest checkpoint and args.json stay as they are
         if rank == 0:
             print(f"{out} is already at step {done} of {steps}: nothing to do")

@@ -181,7 +181,8 @@ def test_a_finished_run_asked_for_fewer_or_as_many_steps_keeps_its_checkpoint(sm
 
     fewer = run([sys.executable], out, small_data, "--epochs", "0.25", "--micro-rows", "2", "--lr", "0")
     assert fewer.returncode == 1
-    assert fewer.stderr.strip().splitlines()[-1].startswith(f"--epochs 0.25: {out} already holds step ")
+    assert fewer.stderr.strip().splitlines()[-1].startswith("--epochs 0.25 (--max-steps None) make ")
+    assert f"but {out} already holds step " in fewer.stderr.strip().splitlines()[-1]
     same = run([sys.executable], out, small_data, *steps, "--lr", "0")
     assert same.returncode == 0, same.stderr[-3000:]
     assert "nothing to do" in same.stdout
