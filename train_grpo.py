@@ -39,7 +39,8 @@ from cli import (existing_file, model_dir, non_negative_float, non_negative_int,
                  probability)
 from data.blend import BlendError, load_blend, realise
 from data.record import DOMAINS, RecordError, load_records
-from model import DTYPES, CheckpointError, Qwen3Config, Qwen3ForCausalLM, SamplingParams, load_model
+from model import (DTYPES, CheckpointError, Qwen3Config, SamplingParams, check_vocab, load_model,
+                   remove_stale_temps)
 from rollout import NativeEngine, open_engine
 from tokenizer import Tokenizer
 from merge import label_pairs
@@ -175,6 +176,7 @@ def main(args):
 
     # data: prompts per domain, tokenised once
     tokenizer = Tokenizer.from_dir(args.model)
+    check_vocab(Qwen3Config.from_dir(args.model), tokenizer.vocab_size, args.model)  # before any step can index past it
     domains = parse_domains(args.domains)
     if args.blend:
         realised = realise(load_blend(args.blend))
@@ -199,6 +201,8 @@ def main(args):
     torch.manual_seed(args.seed)
     out = Path(args.out)
     m2rl_dist.lock(out)
+    if rank == 0:
+        remove_stale_temps(out)  # what a killed run's saves left half-written (their writers are dead)
     done = m2rl_dist.steps_done(out)
     if done > args.steps:
         raise SystemExit(f"--steps {args.steps}: {out} already holds step {done}; ask for more steps to continue that "

@@ -34,7 +34,7 @@ import memory
 from cli import existing_file, model_dir, non_negative_float, non_negative_int, positive_float, positive_int
 from data.blend import Blend, BlendError, load_blend, parse_blend, realise
 from data.record import RecordError
-from model import DTYPES, TINY_DIR, CheckpointError, Qwen3Config, preset_config
+from model import DTYPES, TINY_DIR, CheckpointError, Qwen3Config, check_vocab, preset_config, remove_stale_temps
 from tokenizer import Tokenizer
 
 ROOT = Path(__file__).resolve().parent
@@ -99,12 +99,16 @@ def main(args):
     torch.manual_seed(args.seed)
     out = Path(args.out)
     m2rl_dist.lock(out)
+    if rank == 0:
+        remove_stale_temps(out)  # what a killed run's saves left half-written (their writers are dead)
 
     # data: a stream of documents (a record rendered in the chat format: token ids, and next-token targets -100 off
     # the assistant turns), packed into rows as the loop needs them; no rank ever holds the data set. A first pass
     # keeps only each drawn line's token count, and from the counts and the seed alone every rank knows the whole
     # plan: which documents share a row, which rows make a step, how many steps there are (the lr schedule needs it).
     tokenizer = Tokenizer.from_dir(args.model or TINY_DIR)
+    check_vocab(Qwen3Config.from_dir(args.model) if args.model else preset_config(args.preset), tokenizer.vocab_size,
+                args.model or f"--preset {args.preset}")  # before any step can index past it
     blend = realise(load_blend(args.blend) if args.blend else files_blend(args.data))  # indexed and drawn, not read
     lengths = count_tokens(blend, tokenizer, not args.no_thinking, args.skip_bad, rank, world)
     if rank == 0:
@@ -147,7 +151,6 @@ def main(args):
     metrics = Metrics(out / "metrics.jsonl", keep_below=start) if rank == 0 else None
 
     # loop
-    micro_per_step = args.batch_rows // (world * args.micro_rows)
     stream = packed_rows(lengths, copies, args.seq_len, args.seed, position, end)
     progress = tqdm(range(start, steps), initial=start, total=steps, disable=rank != 0, desc="sft")
     for step in progress:
