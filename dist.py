@@ -50,7 +50,8 @@ def die_with_launcher():
     """torchrun starts each rank in a session of its own, so a `kill -9` of the launcher's process group leaves the
     ranks running (parent 1), still writing checkpoints. Here the kernel is asked to SIGKILL this rank when its parent,
     the torchrun agent, dies (Linux prctl PR_SET_PDEATHSIG). An agent that died before the request took effect has
-    already handed us to another parent: then die now."""
+    already handed us to another parent, seen against the parent this module recorded when it was imported: then die
+    now. (One that died before even that import is not seen here.)"""
     if sys.platform != "linux":
         return
     PR_SET_PDEATHSIG = 1
