@@ -99,17 +99,18 @@ def test_a_finished_run_asked_for_fewer_or_as_many_steps_keeps_its_checkpoint(tm
     args.json or `latest`. The run trains at --lr 0 (issue 18.10: `args.lr or default` trained it at 2e-5), so its
     weights must stay those of the starting checkpoint (reference: the SFT checkpoint's tensors)."""
     from model import CheckpointReader
-    first = run([sys.executable], tmp_path, *SHORT, "--steps", "2", "--lr", "0")
+    tiny = ["--prompts-per-step", "2", "--group-size", "2", "--max-response-len", "16"]
+    first = run([sys.executable], tmp_path, *SHORT, *tiny, "--steps", "2", "--lr", "0")
     assert first.returncode == 0, first.stderr[-3000:]
     latest, args_json = (tmp_path / "latest").resolve(), (tmp_path / "args.json").stat().st_mtime_ns
     before, after = CheckpointReader(SFT), CheckpointReader(tmp_path / "latest")
     assert all(after.get(name).to(before.get(name).dtype).equal(before.get(name)) for name in before.names())
 
-    fewer = run([sys.executable], tmp_path, *SHORT, "--steps", "1")
+    fewer = run([sys.executable], tmp_path, *SHORT, *tiny, "--steps", "1")
     assert fewer.returncode == 1
     assert fewer.stderr.strip().splitlines()[-1] == (f"--steps 1: {tmp_path} already holds step 2; ask for more "
                                                       f"steps to continue that run, or give a new --out")
-    same = run([sys.executable], tmp_path, *SHORT, "--steps", "2", "--lr", "0")
+    same = run([sys.executable], tmp_path, *SHORT, *tiny, "--steps", "2", "--lr", "0")
     assert same.returncode == 0, same.stderr[-3000:]
     assert "nothing to do" in same.stdout
     assert (tmp_path / "latest").resolve() == latest and (tmp_path / "args.json").stat().st_mtime_ns == args_json
