@@ -42,8 +42,9 @@ class Tokenizer:
         self.tok = tok
         # 151,669 for Qwen3, whose embedding is padded to 151,936 rows.
         self.vocab_size = tok.get_vocab_size(with_added_tokens=True)
-        self.im_start_id, self.im_end_id, self.pad_id, self.think_id, self.end_think_id = (
-            self._id(t) for t in (IM_START, IM_END, ENDOFTEXT, THINK, END_THINK))
+        self.im_start_id, self.im_end_id, self.pad_id = (self._id(t) for t in (IM_START, IM_END, ENDOFTEXT))
+        # None where absent: Qwen2.5's tokenizer has the chat tokens but not Qwen3's think tokens
+        self.think_id, self.end_think_id = tok.token_to_id(THINK), tok.token_to_id(END_THINK)
         self.eos_id = self.im_end_id
 
     @classmethod
@@ -57,8 +58,8 @@ class Tokenizer:
     def _id(self, token: str) -> int:
         i = self.tok.token_to_id(token)
         if i is None:
-            raise ValueError(f"tokenizer.json has no {token!r} token; the Qwen3 chat format needs "
-                             f"{ENDOFTEXT} {IM_START} {IM_END} {THINK} {END_THINK}")
+            raise ValueError(f"tokenizer.json has no {token!r} token; the Qwen chat format needs "
+                             f"{ENDOFTEXT} {IM_START} {IM_END}")
         return i
 
     def encode(self, text: str) -> list[int]:

