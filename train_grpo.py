@@ -176,7 +176,7 @@ def main(args):
 
     # data: prompts per domain, tokenised once
     tokenizer = Tokenizer.from_dir(args.model)
-    check_vocab(Qwen3Config.from_dir(args.model), tokenizer.vocab_size, args.model)  # before any step can index past it
+    check_vocab(Qwen3Config.from_dir(args.model), tokenizer.vocab_size, args.model)  # before a step indexes past it
     domains = parse_domains(args.domains)
     if args.blend:
         realised = realise(load_blend(args.blend))
