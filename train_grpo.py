@@ -25,6 +25,7 @@ import os
 import resource
 import time
 from collections import defaultdict
+from dataclasses import replace
 from pathlib import Path
 from typing import NamedTuple
 
@@ -35,6 +36,7 @@ from tqdm import tqdm
 import dist as m2rl_dist
 import memory
 import rewards
+from benchmarks import BENCHMARKS
 from cli import (existing_file, model_dir, non_negative_float, non_negative_int, positive_float, positive_int,
                  probability)
 from data.blend import BlendError, load_blend, realise
@@ -49,6 +51,9 @@ from train_sft import Metrics, adamw, stream_indices
 ROOT = Path(__file__).resolve().parent
 TINY_SFT = ROOT / "data/tiny-sft"
 LOSS_AGGREGATIONS = ("seq-mean-token-mean", "token-mean", "seq-mean-token-sum-norm")
+# in-loop evaluation under --protocol m2rl: each domain sampled K times as the paper's benchmark of it
+EVAL_K = {"math": BENCHMARKS["aime24"].paper_k, "science": BENCHMARKS["gpqa_diamond"].paper_k,
+          "if": BENCHMARKS["ifbench"].paper_k, "code": 4}
 parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
 parser.add_argument("--model", type=model_dir, help="HF checkpoint to start from, usually an SFT one (default: "
                                                     "data/tiny-sft, the tiny preset SFT'd on the toy data)")
@@ -735,17 +740,24 @@ def rollout_stats(stats, records, samples):
 
 
 def evaluate(engine, prompts, scorer, tokenizer, args, rank, world) -> dict:
-    """Greedy answers to the held-out prompts of each domain (each rank takes its share), scored as in training."""
+    """The held-out prompts of each domain (each rank takes its share), scored as in training: greedy under the toy
+    protocol; under m2rl as the paper's in-loop evaluation (eval_config/multi_task.yaml): top-p 0.7 at the rollout
+    temperature, K samples a prompt as its benchmark of the domain (aime24 16, gpqa 4, ifbench 1; 4 elsewhere, as
+    evaluate.py), eval/<domain>/reward their mean (Avg@K)."""
     stats = Stats()
-    share = [(record, ids) for pool in prompts.values() for record, ids in pool][rank::world]
-    samples = engine.generate([(record.id, ids) for record, ids in share], 1,
-                              sampling(args, tokenizer, args.seed, greedy=True))
-    scores = scorer.score([record for record, _ in share], [s.text for s in samples], think_gate=args.think_gate,
-                          protocol=args.protocol)
-    for (record, _), s, score in zip(share, samples, scores):
-        for key in ("all", record.domain):
-            stats.add(f"eval/{key}/reward", score.reward)
-            stats.add(f"eval/{key}/response_len", len(s.response_ids))
+    for domain, pool in prompts.items():
+        share = pool[rank::world]
+        k = EVAL_K[domain] if args.protocol == "m2rl" else 1
+        sp = sampling(args, tokenizer, args.seed, greedy=args.protocol != "m2rl")
+        if args.protocol == "m2rl":
+            sp = replace(sp, top_p=0.7, top_k=0)
+        samples = engine.generate([(record.id, ids) for record, ids in share], k, sp)
+        records = [record for record, _ in share for _ in range(k)]
+        scores = scorer.score(records, [s.text for s in samples], think_gate=args.think_gate, protocol=args.protocol)
+        for s, score in zip(samples, scores):
+            for key in ("all", domain):  # weighted 1/K: every prompt counts once in "all", whatever its K
+                stats.add(f"eval/{key}/reward", score.reward / k, 1 / k)
+                stats.add(f"eval/{key}/response_len", len(s.response_ids) / k, 1 / k)
     return stats.reduce()
 
 

@@ -286,3 +286,33 @@ def test_a_real_model_without_data_is_refused(tmp_path):
                                capture_output=True, text=True, cwd=tmp_path)
     assert with_data.returncode == 0, with_data.stderr[-2000:]
     assert "plan:" in with_data.stdout and not list(tmp_path.glob("runs"))  # planned, nothing written
+
+
+def test_in_loop_evaluation_follows_the_protocol(world_of_one):
+    # reference: M2RL's eval_config/multi_task.yaml — top-p 0.7, K = 16 for math (aime24), 4 science (gpqa), 1 IF
+    # (ifbench); the toy protocol answers greedily once. Every prompt counts once in eval/all, whatever its K.
+    from argparse import Namespace
+    from types import SimpleNamespace
+    from train_grpo import evaluate
+
+    class Engine:
+        calls = []
+
+        def generate(self, prompts, n, sp):
+            self.calls.append((len(prompts), n, sp.temperature, sp.top_p))
+            return [Sample(rid, ids, [1], [-0.1], "x", "stop") for rid, ids in prompts for _ in range(n)]
+
+    class Scorer:  # math prompts score 1, the others 0
+        def score(self, records, texts, think_gate, protocol):
+            return [SimpleNamespace(reward=float(r.domain == "math"), info={}) for r in records]
+
+    prompts = {d: [(SimpleNamespace(id=f"{d}{i}", domain=d), [1, 2]) for i in range(2)] for d in ("math", "science", "if")}
+    tokenizer = SimpleNamespace(im_end_id=0, pad_id=0)
+    for protocol, expected in (("m2rl", [(2, 16, 1.0, 0.7), (2, 4, 1.0, 0.7), (2, 1, 1.0, 0.7)]),
+                               ("toy", [(2, 1, 0.0, 1.0)] * 3)):
+        Engine.calls = []
+        args = Namespace(protocol=protocol, max_response_len=8, temperature=1.0, top_p=1.0, top_k=0, seed=0,
+                         think_gate=False)
+        row = evaluate(Engine(), prompts, Scorer(), tokenizer, args, rank=0, world=1)
+        assert Engine.calls == expected
+        assert row["eval/all/reward"] == pytest.approx(1 / 3) and row["eval/math/reward"] == 1.0
