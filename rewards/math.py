@@ -16,8 +16,8 @@ protocol="m2rl" extracts as the paper's `deepscaler` reward (slime rm_hub/deepsc
 `extract_answer`): the text after the last "Answer:" (case-sensitive; else the part after the first "###Response",
 else the whole response), in which a `\\boxed{...}` is required - a bare "Answer: 5" scores 0, and so
 does a boxed answer followed by a later "Answer:" line without one. `\\fbox` and `\\boxed 5` do not count. The
-equivalence stays math-verify's (the paper grades with deepscaler's mathd/sympy normaliser), within the same 10 s
-the paper gives it.
+equivalence is the paper's too, not math-verify's: deepscaler's mathd-or-sympy grader (rewards/math_paper.py), which
+for one refuses an unreduced "2/4" for "1/2"; it gets the same TIMEOUT_S.
 """
 import contextlib
 import re
@@ -25,6 +25,8 @@ import signal
 import threading
 
 from math_verify import parse, verify as math_verify
+
+from . import math_paper
 
 E_NOTATION = re.compile(r"^([+-]?\d+(?:\.\d+)?)[eE]([+-]?\d+)$")  # 3.5e4, -1.2E-03
 TIMEOUT_S = 10.0
@@ -35,7 +37,9 @@ class Timeout(BaseException):
 
 
 def verify(response: str, verifier: dict, protocol: str = "toy") -> tuple[float, dict]:
-    answer = extract_answer(response) if protocol == "toy" else extract_deepscaler(response)
+    if protocol == "m2rl":
+        return verify_paper(response, verifier)
+    answer = extract_answer(response)
     if answer is None:
         return 0.0, {"answer": None}
     try:
@@ -45,6 +49,23 @@ def verify(response: str, verifier: dict, protocol: str = "toy") -> tuple[float,
             same = math_verify(gold, pred, timeout_seconds=None)
     except Timeout:
         return 0.0, {"answer": answer, "error": f"math-verify timed out after {TIMEOUT_S} s"}
+    return float(same), {"answer": answer}
+
+
+def verify_paper(response: str, verifier: dict) -> tuple[float, dict]:
+    """rm_hub/deepscaler.py `get_deepscaler_rule_based_reward`: a gold answer holding a \\boxed{} is its content
+    (none readable, 0); equivalence by the paper's grader (rewards/math_paper.py)."""
+    answer = extract_deepscaler(response)
+    if answer is None:
+        return 0.0, {"answer": None}
+    gold = verifier["answer"]
+    if "\\boxed" in gold and (gold := deepscaler_boxed(gold)) is None:
+        return 0.0, {"answer": answer, "error": f"no readable \\boxed{{}} in the gold answer {verifier['answer']!r}"}
+    try:
+        with time_limit(TIMEOUT_S):  # the paper's grader catches Exception; Timeout is not one, so it gets here
+            same = math_paper.grade(answer, gold)
+    except Timeout:
+        return 0.0, {"answer": answer, "error": f"the paper's math grader timed out after {TIMEOUT_S} s"}
     return float(same), {"answer": answer}
 
 
@@ -84,12 +105,17 @@ def extract_answer(text: str) -> str | None:
 
 
 def extract_deepscaler(text: str) -> str | None:
-    """The paper's rule (rm_hub/deepscaler.py `get_deepscaler_rule_based_reward`, math_utils.py `extract_answer`,
-    `last_boxed_only_string`, `remove_boxed`). Both splits read the whole response, so "Answer:" wins."""
+    """The paper's rule (rm_hub/deepscaler.py `get_deepscaler_rule_based_reward`, math_utils.py `extract_answer`).
+    Both splits read the whole response, so "Answer:" wins."""
     if "Answer:" in text:
         text = text.split("Answer:")[-1].strip()
     elif "###Response" in text:
         text = text.split("###Response")[1]
+    return deepscaler_boxed(text)
+
+
+def deepscaler_boxed(text: str) -> str | None:
+    """The content of the last `\\boxed{...}`, unstripped (math_utils.py `last_boxed_only_string`, `remove_boxed`)."""
     start = text.rfind("\\boxed")
     if start < 0 or not text.startswith("\\boxed{", start):  # remove_boxed asserts the brace follows at once
         return None
