@@ -6,8 +6,9 @@ check). This module is that rule, rewritten; it lives apart from rewards/math.py
 an option of math-verify: its verdicts differ by design, both ways, and a paper run must get the paper's. Where they
 differ (math-verify's first):
 - an unreduced fraction "2/4" against "1/2": equal / not equal (both are fractions: compared as strings);
-- "0.5" against "1/2": equal / equal, but "0.50" against "1/2": equal / not equal (only the string "0.5" is mapped);
-- "5.0" against "5": equal / equal; "4.9999999999" against "5": not equal / equal (1e-7 of an integer is that integer);
+- a mixed number "7 3/4" against "31/4": not equal / equal (7 + 3/4); "10 meters^2" against "10": not equal / equal;
+- "4.9999999999" against "5": not equal / equal (within 1e-7 of an integer is that integer);
+- sets "\\{1,2\\}" against "\\{2,1\\}": equal / not equal (tuples, sets and intervals are compared in order);
 - "\\frac{a+b}{c}": (a+b)/c / a+b/c (pylatexenc writes no brackets: the paper's code has the same slip);
 - an expression with more than two distinct letters ("x+y+z") is never evaluated, only compared as a string.
 
@@ -15,8 +16,8 @@ grade(given, truth) = the two checks below, either enough:
 - mathd: both sides through Hendrycks' string normaliser (`mathd_normalize`), then equal as strings.
 - sympy: both through deepscaler's normaliser (`normalize`: units and text dropped, LaTeX to plain text by pylatexenc,
   mixed numbers "7 3/4" -> 7+3/4, lower case), then equal as strings, or element by element for tuples and
-  intervals: same brackets, same length, each pair equal - as strings when both are fractions or when exactly one is
-  an integer, else by `sympy.simplify(truth - given) == 0`.
+  intervals: same brackets, same length, each pair equal - as strings when both are fractions, never when just one
+  is an integer, else by `sympy.simplify(truth - given) == 0`.
 Every failure inside is a "not equal", as in the paper's code (its try/excepts); the caller's time limit bounds sympy.
 """
 import re
