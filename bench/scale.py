@@ -5,10 +5,13 @@
 What runs, each as a user would run it (torchrun --nproc_per_node 2, gloo, one thread a rank):
   - a random-weight checkpoint of the Qwen3-0.6B shape (vocab 151,936, tied, bf16 on disk) with the real Qwen3
     tokenizer (../shared/peer/qwen3-tokenizer, read in place);
-  - GRPO, 2 steps with the vLLM engine, twice: padded micro-batches of sequences, then packed ones under a token
+  - GRPO, 2 steps with the native engine, twice: padded micro-batches of sequences, then packed ones under a token
     budget. A random model never emits <|im_end|>, so every response runs to --max-response-len; the long tail is
     in the prompts instead (toy math problems behind a lognormal number of context sentences, 30 to ~1,900
-    tokens), which is what padding pays for;
+    tokens), which is what padding pays for. Not the vLLM engine: on this CPU one vLLM engine of the 0.6B shape
+    holds ~5.9 GiB (its fp32 weights twice, the KV cache, the libraries; measured below), so the trainer and an
+    engine on each of 2 ranks need ~12 GiB a rank, past this machine's 24 GiB (the OOM killer ended that run at
+    11.7 GiB on rank 0);
   - SFT, 2 steps on the toy SFT split with packed rows;
   - each trainer's --dry-run with the same flags, whose per-rank memory estimate is compared with the peak RSS
     the run measured (the largest over ranks);
@@ -58,7 +61,7 @@ def main(args):
     checkpoint = make_checkpoint(QWEN3_0_6B, out / "qwen3-0.6b-random")
     rl_data = long_tailed_prompts(out / "rl_math.jsonl")
     grpo = ["train_grpo.py", "--model", str(checkpoint), "--data", str(rl_data), "--domains", "math",
-            "--engine", "vllm", "--steps", "2", "--prompts-per-step", "2", "--group-size", "4",
+            "--engine", "native", "--steps", "2", "--prompts-per-step", "2", "--group-size", "4",
             "--max-prompt-len", "2048", "--max-response-len", str(args.response_len), "--reward-workers", "1",
             "--activation-checkpointing", "--save-every", "0"]
     sft = ["train_sft.py", "--model", str(checkpoint), "--data",
@@ -69,6 +72,7 @@ def main(args):
         "GRPO, packed": grpo + ["--max-tokens-per-micro-batch", str(args.token_budget)],
         "SFT, packed rows": sft,
     }
+    engine_gib = vllm_engine_rss(checkpoint)
     rows = []
     for name, command in runs.items():
         run_dir = out / re.sub(r"\W+", "_", name.lower())
@@ -79,7 +83,8 @@ def main(args):
                                 text=True, env={**os.environ, "DRY_RUN": "1", "PYTHON": sys.executable,
                                                 "SFT": str(make_config_only(QWEN3_4B, out / "qwen3-4b-config")),
                                                 "RL_DATA": str(ROOT / "data/toy/rl")})
-    table = report(rows, paper_plan.stdout + paper_plan.stderr[-2000:] * (paper_plan.returncode != 0))
+    table = report(rows, paper_plan.stdout + paper_plan.stderr[-2000:] * (paper_plan.returncode != 0)) + \
+        f"\nA vLLM engine of this checkpoint alone (one process, fp32, 1 GiB KV cache): peak RSS {engine_gib:.2f} GiB.\n"
     (out / "scale.md").write_text(table)
     print(table)
 
@@ -119,6 +124,20 @@ def long_tailed_prompts(path: Path, n: int = 64) -> Path:
         records.append(record.__class__(**{**record.__dict__, "messages": messages}))
     write_records(path, records)
     return path
+
+
+def vllm_engine_rss(checkpoint: Path) -> float:
+    """Peak RSS (GiB) of a process holding one vLLM engine of the checkpoint after a short generation."""
+    probe = (f"import resource, sys; sys.path.insert(0, {str(ROOT)!r}); from model import SamplingParams; "
+             f"from rollout import open_engine; e = open_engine({str(checkpoint)!r}, 'vllm', seed=0, "
+             f"max_model_len=2176, dtype='float32'); e.generate([('a', list(range(100, 400)))], 4, "
+             f"SamplingParams(max_new_tokens=64, temperature=1.0, seed=0)); "
+             f"print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20)")
+    result = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True,
+                            env={**os.environ, "OMP_NUM_THREADS": "1", "VLLM_ENABLE_V1_MULTIPROCESSING": "0"})
+    if result.returncode:
+        raise SystemExit(f"the vLLM engine probe failed:\n{result.stderr[-3000:]}")
+    return float(result.stdout.split()[-1])
 
 
 def dry_run(command, world: int) -> tuple[float, str]:
