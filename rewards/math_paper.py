@@ -189,7 +189,8 @@ def split_tuple(expr: str) -> list[str]:
     if not expr:
         return []
     inner = expr[1:-1]
-    if len(expr) > 2 and expr[0] in TUPLE_CHARS and expr[-1] in TUPLE_CHARS and not any(c in inner for c in TUPLE_CHARS):
+    bracketed = expr[0] in TUPLE_CHARS and expr[-1] in TUPLE_CHARS and not any(c in inner for c in TUPLE_CHARS)
+    if len(expr) > 2 and bracketed:  # "(1,2)", "[0,1)"; not "(1,(2,3))" nor "f(x)"
         return [e.strip() for e in inner.split(",")]
     return [expr]
 
