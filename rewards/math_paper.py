@@ -180,7 +180,9 @@ def allow_eval(expr: str) -> bool:
     """parse_expr evaluates Python, and simplify can hang: only expressions in at most two unknowns (words are many
     letters: an answer in prose is never evaluated), and no large or stacked powers."""
     letters = {c for c in expr.replace("sqrt", "").replace("frac", "") if c.isalpha()}
-    return (len(letters) <= 2 and "^{" not in expr and "^(" not in expr
+    # Ours, not the paper's: a model may write Python's own power "**" (9**9**9 is a bigint no time limit stops:
+    # signals wait for the C loop) or reach for dunders; neither is evaluated here
+    return (len(letters) <= 2 and "^{" not in expr and "^(" not in expr and "**" not in expr and "_" not in expr
             and not re.search(r"\^[0-9]+\^", expr) and not re.search(r"\^[0-9][0-9]+", expr))
 
 

@@ -85,10 +85,19 @@ def test_a_gold_with_an_unreadable_box_scores_zero():
 
 
 def test_a_timeout_scores_zero_with_the_error(monkeypatch):
-    # "**" escapes the paper's guard on "^": sympy needs seconds to tell these rational functions apart
+    # degree-30 rational functions written as products pass every guard on powers; sympy needs seconds (7 s here)
+    # to tell them apart
     monkeypatch.setattr(rewards.domain_module("math"), "TIMEOUT_S", 0.5)
+    up, down = ("*".join(f"(x{sign}{i})" for i in range(1, 31)) for sign in "+-")
     start = time.monotonic()
-    result = score("(x+2)**60/(x-3)**60", "(x+1)**60/(x-1)**60")
+    result = score(f"({up})/({down})", f"({down})/({up})")
     assert result.reward == 0.0 and result.info["error"] == "the paper's math grader timed out after 0.5 s"
     assert time.monotonic() - start < 3
     assert score("2.5", "5/2").reward == 1.0
+
+
+def test_python_powers_and_dunders_are_never_evaluated():
+    # an exponent tower in Python's own syntax would hang a scoring worker in a bigint loop that no signal interrupts
+    from rewards.math_paper import allow_eval
+    assert not allow_eval("(8)-(9**9**9**9)") and not allow_eval("(1)-(().__class__)")
+    assert allow_eval("(8)-(2^3)")  # the paper's own caret powers, small ones, still are
