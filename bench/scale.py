@@ -47,6 +47,7 @@ QWEN3_4B = {**QWEN3_0_6B, "hidden_size": 2560, "intermediate_size": 9728, "num_h
 
 parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
 parser.add_argument("--out", default="runs/bench_scale", help="runs, logs and the table (scale.md)")
+parser.add_argument("--grpo-steps", type=int, default=2, help="each GRPO step takes ~8 minutes here (2 cores)")
 parser.add_argument("--response-len", type=int, default=128)
 parser.add_argument("--token-budget", type=int, default=2048, help="--max-tokens-per-micro-batch of the packed run")
 parser.add_argument("--micro-batch", type=int, default=4, help="--micro-batch of the padded run")
@@ -61,7 +62,7 @@ def main(args):
     checkpoint = make_checkpoint(QWEN3_0_6B, out / "qwen3-0.6b-random")
     rl_data = long_tailed_prompts(out / "rl_math.jsonl")
     grpo = ["train_grpo.py", "--model", str(checkpoint), "--data", str(rl_data), "--domains", "math",
-            "--engine", "native", "--steps", "2", "--prompts-per-step", "2", "--group-size", "4",
+            "--engine", "native", "--steps", str(args.grpo_steps), "--prompts-per-step", "2", "--group-size", "4",
             "--max-prompt-len", "2048", "--max-response-len", str(args.response_len), "--reward-workers", "1",
             "--activation-checkpointing", "--save-every", "0"]
     sft = ["train_sft.py", "--model", str(checkpoint), "--data",
