@@ -16,7 +16,8 @@ FP32 = 4
 def parameter_count(config) -> int:
     H, I, hd = config.hidden_size, config.intermediate_size, config.head_dim
     q, kv = config.num_attention_heads * hd, config.num_key_value_heads * hd
-    attention = H * q + 2 * H * kv + q * H + 2 * hd + (q + 2 * kv + H if config.attention_bias else 0)  # + q/k norms
+    attention = (H * q + 2 * H * kv + q * H + (2 * hd if config.qk_norm else 0)  # q/k norms: Qwen3's, not Qwen2's
+                 + (q + 2 * kv if config.qkv_bias else 0) + (H if config.attention_bias else 0))  # o_proj's bias
     block = attention + 3 * H * I + 2 * H  # + MLP, 2 RMSNorms
     head = 0 if config.tie_word_embeddings else config.vocab_size * H
     return config.vocab_size * H + config.num_hidden_layers * block + H + head

@@ -102,8 +102,8 @@ def test_saved_bytes_cuda_path_equal_the_measured(monkeypatch, one_thread):
 
 
 def test_parameter_count_equals_the_model():
-    for name in ("tiny", "0.6B", "4B"):
-        config = Qwen3Config(**PRESETS[name])
+    qwen2 = Qwen3Config(**{**PRESETS["tiny"], "model_type": "qwen2", "head_dim": 64})  # q/k/v biases, no q/k norms
+    for config in [*(Qwen3Config(**PRESETS[name]) for name in ("tiny", "0.6B", "4B")), qwen2]:
         with torch.device("meta"):
             model = Qwen3ForCausalLM(config)
         assert parameter_count(config) == sum(p.numel() for p in model.parameters())  # a tied head counted once
