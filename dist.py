@@ -22,8 +22,8 @@ from torch.distributed.checkpoint.state_dict import get_state_dict, set_state_di
 from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
 from torch.distributed.tensor import DTensor
 
-from model import (CheckpointReader, Qwen3ForCausalLM, fill_weights, recompute_activations, save_checkpoint,
-                   write_atomic)
+from model import (CheckpointReader, Qwen3ForCausalLM, fill_weights, recompute_activations, remove_stale_temps,
+                   save_checkpoint, write_atomic)
 
 LAUNCHER = os.getppid()  # this process's parent when it started: under torchrun, the agent that launched the ranks
 
@@ -66,7 +66,8 @@ _lock = None  # the open out_dir/.lock of this process, held until it exits
 def lock(out_dir):
     """Refuse to write into out_dir while another live run does: rank 0 holds an exclusive flock on out_dir/.lock
     for the life of its process. The kernel drops a flock when its process dies, however it dies, so a killed run
-    leaves no stale lock for its resume to trip over. Every rank learns the outcome and exits alike."""
+    leaves no stale lock for its resume to trip over. Every rank learns the outcome and exits alike. Holding it,
+    rank 0 removes what a killed run's saves left half-written (model.remove_stale_temps: their writers are dead)."""
     global _lock
     holder = None
     if dist.get_rank() == 0:
@@ -78,6 +79,7 @@ def lock(out_dir):
             f.write(f"{os.getpid()}\n")
             f.flush()
             _lock = f
+            remove_stale_temps(Path(out_dir))
         except BlockingIOError:
             f.seek(0)
             holder = f.read().strip() or "?"

@@ -41,8 +41,7 @@ from cli import (existing_file, model_dir, non_negative_float, non_negative_int,
                  probability)
 from data.blend import BlendError, load_blend, realise
 from data.record import DOMAINS, RecordError, load_records
-from model import (DTYPES, CheckpointError, Qwen3Config, SamplingParams, check_vocab, load_model,
-                   remove_stale_temps)
+from model import DTYPES, CheckpointError, Qwen3Config, SamplingParams, check_vocab, load_model
 from rollout import NativeEngine, open_engine
 from tokenizer import Tokenizer
 from merge import label_pairs
@@ -206,8 +205,6 @@ def main(args):
     torch.manual_seed(args.seed)
     out = Path(args.out)
     m2rl_dist.lock(out)
-    if rank == 0:
-        remove_stale_temps(out)  # what a killed run's saves left half-written (their writers are dead)
     done = m2rl_dist.steps_done(out)
     if done > args.steps:
         raise SystemExit(f"--steps {args.steps}: {out} already holds step {done}; ask for more steps to continue that "

@@ -34,7 +34,7 @@ import memory
 from cli import existing_file, model_dir, non_negative_float, non_negative_int, positive_float, positive_int
 from data.blend import Blend, BlendError, load_blend, parse_blend, realise
 from data.record import RecordError
-from model import DTYPES, TINY_DIR, CheckpointError, Qwen3Config, check_vocab, preset_config, remove_stale_temps
+from model import DTYPES, TINY_DIR, CheckpointError, Qwen3Config, check_vocab, preset_config
 from tokenizer import Tokenizer
 
 ROOT = Path(__file__).resolve().parent
@@ -99,8 +99,6 @@ def main(args):
     torch.manual_seed(args.seed)
     out = Path(args.out)
     m2rl_dist.lock(out)
-    if rank == 0:
-        remove_stale_temps(out)  # what a killed run's saves left half-written (their writers are dead)
 
     # data: a stream of documents (a record rendered in the chat format: token ids, and next-token targets -100 off
     # the assistant turns), packed into rows as the loop needs them; no rank ever holds the data set. A first pass

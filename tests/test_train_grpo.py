@@ -316,3 +316,20 @@ def test_in_loop_evaluation_follows_the_protocol(world_of_one):
         row = evaluate(Engine(), prompts, Scorer(), tokenizer, args, rank=0, world=1)
         assert Engine.calls == expected
         assert row["eval/all/reward"] == pytest.approx(1 / 3) and row["eval/math/reward"] == 1.0
+
+
+def test_taking_the_out_lock_removes_a_killed_runs_half_written_save(tmp_path, world_of_one):
+    # a save killed mid-way leaves `.step_N.m2rl-PID-new@HOST.tmp`; the next run that owns --out clears it, and only
+    # the dead writer's (a live pid's stays)
+    import os
+    import subprocess
+    import dist as m2rl_dist
+    from model import HOST
+    dead = subprocess.Popen(["true"])  # a pid that was a writer and is gone
+    dead.wait()
+    stale = tmp_path / f".step_0000002.m2rl-{dead.pid}-new@{HOST}.tmp"
+    live = tmp_path / f".step_0000004.m2rl-{os.getpid()}-new@{HOST}.tmp"
+    for d in (stale, live):
+        (d / "trainer_state.tmp").mkdir(parents=True)
+    m2rl_dist.lock(tmp_path)
+    assert not stale.exists() and live.exists()
