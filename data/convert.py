@@ -114,7 +114,7 @@ def convert_file(fmt: str, in_path: Path, out_path: Path, domain: str | None = N
     return counts
 
 
-def nemotron_rl(row: dict, _domain, protocol: str) -> dict:
+def nemotron_rl(row: dict, _domain, protocol: str = "toy") -> dict:
     dataset = field(row, "dataset", str)
     domain = next((d for suffix, d in DATASETS.items() if dataset.endswith(suffix)), None)
     if domain is None:
@@ -173,7 +173,7 @@ def code_verifier(row: dict) -> dict:
 RL_VERIFIERS = {"math": math_verifier, "science": science_verifier, "if": if_verifier, "code": code_verifier}
 
 
-def nemotron_sft(row: dict, domain: str, _protocol) -> dict:
+def nemotron_sft(row: dict, domain: str, _protocol: str = "toy") -> dict:
     messages = field(row, "messages", list)
     if row.get("tools") or any(isinstance(m, dict) and (m.get("tool_calls") or m.get("role") == "tool")
                                for m in messages):

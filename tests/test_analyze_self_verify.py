@@ -176,7 +176,10 @@ class ScriptedJudge:
     order: they must be matched to their prompts by id, not by position."""
 
     def __init__(self):
-        self.tokenizer, self.calls = Tokenizer.from_dir(TINY_DIR), []
+        self.tokenizer, self.calls, self.closed = Tokenizer.from_dir(TINY_DIR), [], False
+
+    def close(self):  # analyze closes every engine it opened before the next opens
+        self.closed = True
 
     def generate(self, prompts, n, sampling):
         self.calls.append(len(prompts))
