@@ -180,7 +180,8 @@ def main(args):
 
     # data: prompts per domain, tokenised once
     tokenizer = Tokenizer.from_dir(args.model)
-    check_vocab(Qwen3Config.from_dir(args.model), tokenizer.vocab_size, args.model)  # before a step indexes past it
+    config = Qwen3Config.from_dir(args.model)
+    check_vocab(config, tokenizer.vocab_size, args.model)  # before a step indexes past it
     domains = parse_domains(args.domains)
     if args.blend:
         realised = realise(load_blend(args.blend))
@@ -196,9 +197,9 @@ def main(args):
         (r for p in paths for r in load_records(p)), " ".join(paths), domains, tokenizer, args, rank)
     eval_prompts = {d: p[:args.eval_prompts] for d, p in eval_prompts.items()}
     pools, quotas = step_quotas(args.mix, train_prompts, args.prompts_per_step)
-    teacher_dirs = check_teachers(args.teachers, domains, Qwen3Config.from_dir(args.model)) if args.teachers else {}
+    teacher_dirs = check_teachers(args.teachers, domains, config) if args.teachers else {}
     if args.dry_run:
-        print(plan(args, train_prompts, teacher_dirs, world))
+        print(plan(args, config, train_prompts, teacher_dirs, world))
         return
 
     rank, world, device = m2rl_dist.init()
@@ -263,14 +264,15 @@ def main(args):
         dist.destroy_process_group()
 
 
-def plan(args, train_prompts, teacher_dirs, world) -> str:
-    """--dry-run's report: the run's size, and the per-rank memory it needs by memory.py's arithmetic (the model is
-    built on the meta device: shapes, no storage)."""
-    config = Qwen3Config.from_dir(args.model)
+def plan(args, config, train_prompts, teacher_dirs, world) -> str:
+    """--dry-run's report: the run's size, and the per-rank memory it needs by memory.py's arithmetic (from the
+    config's shapes: no weight is read)."""
     prompt_lens = sorted(len(ids) for pool in train_prompts.values() for _, ids in pool)
     samples = args.prompts_per_step * args.group_size
     longest = prompt_lens[-1] + args.max_response_len  # one sample at its budget
-    micro_tokens = args.max_tokens_per_micro_batch or args.micro_batch * longest
+    # a packed micro-batch holds its budget, or one sample longer than it alone (partition)
+    micro_tokens = max(args.max_tokens_per_micro_batch, longest) if args.max_tokens_per_micro_batch else \
+        args.micro_batch * longest
     lines = [
         f"plan: {args.steps} steps x {args.prompts_per_step} prompts x {args.group_size} samples = {samples} samples "
         f"a step over {world} ranks ({samples // world} each)",
@@ -278,7 +280,8 @@ def plan(args, train_prompts, teacher_dirs, world) -> str:
         f"({', '.join(f'{d} {len(p)}' for d, p in train_prompts.items())}), prompt tokens median "
         f"{prompt_lens[len(prompt_lens) // 2]}, max {prompt_lens[-1]}; responses <= {args.max_response_len} tokens",
         f"tokens a step: <= {samples * longest:,} ({samples * longest // world:,} a rank); micro-batches of "
-        + (f"<= {micro_tokens:,} packed tokens" if args.max_tokens_per_micro_batch else
+        + (f"<= {micro_tokens:,} packed tokens (budget {args.max_tokens_per_micro_batch:,})"
+           if args.max_tokens_per_micro_batch else
            f"{args.micro_batch} padded sequences (<= {micro_tokens:,} tokens)"),
     ]
     device = args.dry_run if args.dry_run in ("cuda", "cpu") else "cuda" if torch.cuda.is_available() else "cpu"
