@@ -13,6 +13,12 @@ this). What the template does, and so what this file does:
   how Qwen3 is switched to its non-thinking mode.
 Tools (the template's `tools`, `tool_calls`, role "tool") are out of scope: such messages raise.
 
+A checkpoint may carry a chat template of its own (tokenizer_config.json "chat_template", or chat_template.jinja,
+which wins, as in transformers). `from_dir` renders it with jinja2, as transformers does, on a few probe
+conversations (system/user/assistant turns, reasoning shown and dropped, thinking on and off) and keeps the port
+only when every rendering agrees; otherwise the checkpoint's template renders every chat (e.g. Qwen2.5's, which adds
+a default system prompt). `Tokenizer.chat_format` says which was chosen and why; the scripts print it.
+
 `python tokenizer.py --train-tiny` regenerates data/tiny/ bit-identically (a test checks this).
 """
 import argparse
@@ -20,14 +26,22 @@ import json
 import os
 import random
 import re
+from datetime import datetime
 from pathlib import Path
 
+import jinja2
+import jinja2.ext
+import jinja2.nodes
+import jinja2.sandbox
 from tokenizers import AddedToken, Regex, decoders, models, normalizers, pre_tokenizers, processors, trainers
 from tokenizers import Tokenizer as HFTokenizer
 
 ENDOFTEXT, IM_START, IM_END, THINK, END_THINK = "<|endoftext|>", "<|im_start|>", "<|im_end|>", "<think>", "</think>"
 ROLES = ("system", "user", "assistant")
 EMPTY_THINK = f"{THINK}\n\n{END_THINK}\n\n"  # Qwen3's switch to non-thinking mode, appended to the prompt
+# The official Qwen3 chat template, verbatim: data/tiny/'s tokenizer_config.json carries it, so every checkpoint we
+# write renders chats in transformers, vLLM and lm-eval as render() does.
+QWEN3_TEMPLATE_FILE = Path(__file__).resolve().parent / "data" / "qwen3_chat_template.jinja"
 
 
 class Tokenizer:
@@ -38,7 +52,8 @@ class Tokenizer:
     tokenizer_config. Both come from tokenizer.json's added tokens, so tokenizer_config.json is not read.
     """
 
-    def __init__(self, tok: HFTokenizer):
+    def __init__(self, tok: HFTokenizer, chat_template: str | None = None, where: str = "the tokenizer",
+                 special_tokens: dict | None = None):
         self.tok = tok
         # 151,669 for Qwen3, whose embedding is padded to 151,936 rows.
         self.vocab_size = tok.get_vocab_size(with_added_tokens=True)
@@ -46,14 +61,44 @@ class Tokenizer:
         # None where absent: Qwen2.5's tokenizer has the chat tokens but not Qwen3's think tokens
         self.think_id, self.end_think_id = tok.token_to_id(THINK), tok.token_to_id(END_THINK)
         self.eos_id = self.im_end_id
+        # The chat format: the port (render) unless the given template renders a probe differently; then the template
+        self.template, self.special_tokens = None, special_tokens or {}
+        if chat_template is None:
+            self.chat_format = f"built-in Qwen3 port ({where} has no chat template)"
+            return
+        template = compile_template(chat_template)
+        for name, messages in PROBES.items():
+            for kw in probe_settings(messages):
+                try:
+                    theirs = template.render(messages=messages, **kw, **self.special_tokens)
+                except jinja2.TemplateError:  # e.g. raise_exception("System role not supported")
+                    theirs = None
+                if theirs != render(messages, **kw)[0]:
+                    self.template = template
+                    self.chat_format = (f"{where}, rendered with jinja2 (it differs from the built-in Qwen3 port on "
+                                        f"probe {name!r}, {kw})")
+                    return
+        self.chat_format = f"built-in Qwen3 port ({where} renders all {len(PROBES)} probe conversations as it does)"
 
     @classmethod
     def from_dir(cls, path) -> "Tokenizer":
-        file = Path(path) / "tokenizer.json"
+        path = Path(path)
+        file = path / "tokenizer.json"
         if not file.is_file():
             raise FileNotFoundError(f"{file} not found: pass a model directory holding Qwen3's tokenizer.json "
                                     f"(or data/tiny/, made by `python tokenizer.py --train-tiny`)")
-        return cls(HFTokenizer.from_file(str(file)))
+        config = json.loads((path / "tokenizer_config.json").read_text()) \
+            if (path / "tokenizer_config.json").is_file() else {}
+        # transformers' special_tokens_map, which it passes to the template: some templates write bos_token
+        special = {k: v["content"] if isinstance(v, dict) else v for k in ("bos_token", "eos_token", "unk_token",
+                                                                          "pad_token") if (v := config.get(k))}
+        if (path / "chat_template.jinja").is_file():
+            where, template = path / "chat_template.jinja", (path / "chat_template.jinja").read_text()
+        else:
+            where, template = path / "tokenizer_config.json", config.get("chat_template")
+            if isinstance(template, list):  # several named templates: transformers' apply_chat_template takes "default"
+                template = {t["name"]: t["template"] for t in template}.get("default")
+        return cls(HFTokenizer.from_file(str(file)), template, str(where), special)
 
     def _id(self, token: str) -> int:
         i = self.tok.token_to_id(token)
@@ -71,6 +116,9 @@ class Tokenizer:
         return self.tok.decode(ids, skip_special_tokens=skip_special_tokens)
 
     def render_chat(self, messages, add_generation_prompt=False, enable_thinking=True) -> str:
+        if self.template is not None:  # the keyword arguments transformers' apply_chat_template passes
+            return self.template.render(messages=messages, add_generation_prompt=add_generation_prompt,
+                                        enable_thinking=enable_thinking, **self.special_tokens)
         return render(messages, add_generation_prompt, enable_thinking)[0]
 
     def encode_chat(self, messages, add_generation_prompt=False, enable_thinking=True) -> list[int]:
@@ -91,8 +139,13 @@ class Tokenizer:
         (BPE may merge across a join): a token is in the mask if its characters overlap a body. So when a history
         answer starts with '\\n', the '\\n\\n' token spanning the header's '\\n' is in, as with transformers'
         `return_assistant_tokens_mask` (char_to_token of the body's first character).
+
+        With a checkpoint's own template, a turn's body starts where the conversation before it, rendered with the
+        generation prompt, ends (whatever that template puts after the header is prompt) and ends after the first
+        `<|im_end|>` that follows.
         """
-        text, turns = render(messages, False, enable_thinking)
+        text, turns = render(messages, False, enable_thinking) if self.template is None else \
+            self.template_turns(messages, enable_thinking)
         for i, start, answer, _ in turns:
             if not enable_thinking and text[start:answer] not in ("", EMPTY_THINK):
                 raise ValueError(f"messages[{i}] has reasoning, but enable_thinking=False trains the answer after an "
@@ -101,6 +154,70 @@ class Tokenizer:
         enc = self.tok.encode(text, add_special_tokens=False)
         mask = [int(any(s < end and start < e for start, end in bodies)) for s, e in enc.offsets]
         return enc.ids, mask
+
+    def template_turns(self, messages, enable_thinking):
+        """render()'s (text, turns) for the checkpoint's template, from prefixes: this needs a template that renders
+        a conversation's start the same whatever follows (ChatML templates such as Qwen2.5's do; Qwen3's does not,
+        it drops earlier reasoning, which is why the port computes offsets of its own)."""
+        text, turns = self.render_chat(messages, False, enable_thinking), []
+        for i, m in enumerate(messages):
+            if m["role"] != "assistant":
+                continue
+            prompt = self.render_chat(messages[:i], True, enable_thinking)
+            end = text.find(IM_END, len(prompt))
+            if not text.startswith(prompt) or end < 0:
+                raise ValueError(f"messages[{i}]: the chat template renders the conversation before this assistant "
+                                 f"turn differently once the turn follows, so its tokens cannot be found; train with "
+                                 f"a checkpoint whose template is Qwen3's (data/qwen3_chat_template.jinja)")
+            turns.append((i, len(prompt), len(prompt), end + len(IM_END)))
+        return text, turns
+
+
+# Conversations a checkpoint's template must render as the port does for the port to stand in for it: one per rule
+# of the Qwen3 template (system first or not, reasoning from reasoning_content or inline, history reasoning dropped),
+# each with and without thinking, with the generation prompt where the last turn is the user's.
+PROBES = {
+    "user": [{"role": "user", "content": "What is 2+2?"}],
+    "system": [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi"}],
+    "reasoning": [{"role": "user", "content": "2*3?"},
+                  {"role": "assistant", "content": "6", "reasoning_content": "2*3=6"}],
+    "multi_turn": [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "12+30?"},
+                   {"role": "assistant", "content": "<think>\n12+30=42\n</think>\n\n42"},
+                   {"role": "user", "content": "Times 2?"}, {"role": "assistant", "content": "84"},
+                   {"role": "system", "content": "Now in words."}, {"role": "user", "content": "Again?"}],
+}
+
+
+def probe_settings(messages) -> list[dict]:
+    prompt = messages[-1]["role"] == "user"
+    return [dict(add_generation_prompt=prompt, enable_thinking=thinking) for thinking in (True, False)]
+
+
+class Generation(jinja2.ext.Extension):
+    """transformers' `{% generation %}...{% endgeneration %}` tags (which mark assistant tokens for its masks):
+    rendered as their body, so that templates using them compile here too."""
+    tags = {"generation"}
+
+    def parse(self, parser):
+        lineno = next(parser.stream).lineno
+        body = parser.parse_statements(("name:endgeneration",), drop_needle=True)
+        return jinja2.nodes.Scope(body).set_lineno(lineno)
+
+
+def compile_template(text: str) -> jinja2.Template:
+    """A chat template compiled as transformers compiles it (chat_template_utils._compile_jinja_template): a sandbox
+    with trim_blocks and lstrip_blocks, loop controls, raise_exception, strftime_now, and a tojson that keeps
+    non-ASCII characters and does not escape HTML."""
+    def raise_exception(message):
+        raise jinja2.TemplateError(message)
+
+    env = jinja2.sandbox.ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True,
+                                                       extensions=[Generation, jinja2.ext.loopcontrols])
+    env.filters["tojson"] = lambda x, ensure_ascii=False, indent=None, separators=None, sort_keys=False: json.dumps(
+        x, ensure_ascii=ensure_ascii, indent=indent, separators=separators, sort_keys=sort_keys)
+    env.globals["raise_exception"] = raise_exception
+    env.globals["strftime_now"] = lambda fmt: datetime.now().strftime(fmt)
+    return env.from_string(text)
 
 
 def render(messages, add_generation_prompt, enable_thinking):
@@ -252,8 +369,9 @@ def tiny_corpus(n=600, seed=0) -> list[str]:
 def write_tiny(out: Path):
     """Write tokenizer.json and a tokenizer_config.json that lets transformers/vLLM load the tiny tokenizer."""
     tok = train_tiny_tokenizer(tiny_corpus())
-    # The keys of Qwen3's tokenizer_config (eos <|im_end|>, pad <|endoftext|>, no BOS), without a chat_template:
-    # the project renders chats with render() and hands engines token ids.
+    # The keys of Qwen3's tokenizer_config (eos <|im_end|>, pad <|endoftext|>, no BOS) and its chat template: the
+    # project renders chats with render() and hands engines token ids, but transformers' apply_chat_template (and
+    # lm-eval's --apply_chat_template) on any checkpoint we write needs the template.
     added = tok.get_added_tokens_decoder()
     config = {
         "add_bos_token": False, "add_prefix_space": False, "bos_token": None, "clean_up_tokenization_spaces": False,
@@ -263,6 +381,7 @@ def write_tiny(out: Path):
         "added_tokens_decoder": {str(i): {"content": t.content, "lstrip": t.lstrip, "normalized": t.normalized,
                                           "rstrip": t.rstrip, "single_word": t.single_word, "special": t.special}
                                  for i, t in sorted(added.items())},
+        "chat_template": QWEN3_TEMPLATE_FILE.read_text(),
     }
     out.mkdir(parents=True, exist_ok=True)
     files = {"tokenizer.json": tok.to_str(pretty=True), "tokenizer_config.json": json.dumps(config, indent=2)}

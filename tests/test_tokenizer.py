@@ -1,6 +1,6 @@
 """tokenizer.py against independent references: transformers' apply_chat_template running the official Qwen3 Jinja
-template (ids and, via {% generation %} tags, the assistant mask), the official tokenizer.json's added-token flags,
-and the frozen data/tiny/ files."""
+template (ids and, via {% generation %} tags, the assistant mask) or a checkpoint's own template, the official
+tokenizer.json's added-token flags, and the frozen data/tiny/ files."""
 import os
 from pathlib import Path
 
@@ -9,7 +9,8 @@ import pytest
 os.environ["HF_HUB_OFFLINE"] = "1"  # references are read from local files only
 from transformers import AutoTokenizer, PreTrainedTokenizerFast  # noqa: E402
 
-from tokenizer import Tokenizer, write_tiny  # noqa: E402
+from model import TINY_DIR, from_preset, save_model  # noqa: E402
+from tokenizer import QWEN3_TEMPLATE_FILE, Tokenizer, write_tiny  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 QWEN = Path(__file__).resolve().parents[2] / "shared" / "peer" / "qwen3-tokenizer"
@@ -197,3 +198,83 @@ def test_tiny_loads_in_transformers_and_follows_the_template(tiny, reference):
             kw = dict(add_generation_prompt=messages[-1]["role"] == "user", enable_thinking=enable_thinking)
             assert tiny.encode_chat(messages, **kw) == hf.apply_chat_template(
                 messages, chat_template=reference.chat_template, return_dict=False, **kw)
+
+
+def both_settings(messages):
+    return [dict(add_generation_prompt=messages[-1]["role"] == "user", enable_thinking=thinking)
+            for thinking in (True, False)]
+
+
+@needs_qwen
+def test_shipped_template_is_the_official_one(reference):
+    assert QWEN3_TEMPLATE_FILE.read_text() == reference.chat_template
+
+
+def test_checkpoints_we_write_apply_chat_template(tmp_path):
+    """A checkpoint as the trainers save one (tokenizer files copied from the default --model, data/tiny-sft):
+    transformers loads its template and renders every conversation, thinking on and off, to our text and ids."""
+    save_model(from_preset("tiny"), tmp_path / "ckpt", source_dir=TINY_DIR.parent / "tiny-sft")
+    hf = AutoTokenizer.from_pretrained(tmp_path / "ckpt")
+    ours = Tokenizer.from_dir(tmp_path / "ckpt")
+    assert ours.template is None and "built-in Qwen3 port" in ours.chat_format
+    for messages in CONVERSATIONS.values():
+        for kw in both_settings(messages):
+            assert ours.render_chat(messages, **kw) == hf.apply_chat_template(messages, tokenize=False, **kw)
+            assert ours.encode_chat(messages, **kw) == hf.apply_chat_template(messages, return_dict=False, **kw)
+
+
+# A template of a checkpoint's own (ChatML with a default system prompt, as Qwen2.5's, and no think blocks), with
+# transformers' {% generation %} tags around each assistant body for its assistant mask.
+CUSTOM = r"""{%- if messages[0].role != 'system' %}{{- '<|im_start|>system\nYou are tiny.<|im_end|>\n' }}{%- endif %}
+{%- for m in messages %}
+    {%- if m.role == 'assistant' %}
+        {{- '<|im_start|>assistant\n' }}{% generation %}{{- m.content + '<|im_end|>' }}{% endgeneration %}{{- '\n' }}
+    {%- else %}
+        {{- '<|im_start|>' + m.role + '\n' + m.content + '<|im_end|>\n' }}
+    {%- endif %}
+{%- endfor %}
+{%- if add_generation_prompt %}{{- '<|im_start|>assistant\n' }}{%- endif %}"""
+
+
+def checkpoint_with_template(directory: Path, template: str) -> Path:
+    directory.mkdir()
+    for name in ("tokenizer.json", "tokenizer_config.json"):
+        (directory / name).write_bytes((TINY_DIR / name).read_bytes())
+    (directory / "chat_template.jinja").write_text(template)  # wins over tokenizer_config's, as in transformers
+    return directory
+
+
+def test_own_template_is_used_where_it_differs(tmp_path):
+    """The checkpoint's template renders, as transformers renders it (text, ids and {% generation %} mask)."""
+    path = checkpoint_with_template(tmp_path / "custom", CUSTOM)
+    ours, hf = Tokenizer.from_dir(path), AutoTokenizer.from_pretrained(path)
+    assert ours.template is not None and ours.chat_format.startswith(f"{path / 'chat_template.jinja'}, rendered")
+    for messages in CONVERSATIONS.values():
+        for kw in both_settings(messages):
+            assert ours.render_chat(messages, **kw) == hf.apply_chat_template(messages, tokenize=False, **kw)
+            assert ours.encode_chat(messages, **kw) == hf.apply_chat_template(messages, return_dict=False, **kw)
+    assert ours.render_chat(CONVERSATIONS["single_turn"]).startswith("<|im_start|>system\nYou are tiny.")
+    for messages in TRAINING.values():
+        out = hf.apply_chat_template(messages, return_assistant_tokens_mask=True, return_dict=True)
+        assert ours.encode_chat_with_mask(messages) == (out["input_ids"], out["assistant_masks"])
+
+
+def test_template_that_agrees_keeps_the_port(tmp_path):
+    """The official template, reformatted (comments, other spacing inside the tags): the same text, so the port."""
+    agreeing = QWEN3_TEMPLATE_FILE.read_text().replace("{%- endfor %}", "{#- a comment -#}{%-   endfor   %}")
+    ours = Tokenizer.from_dir(checkpoint_with_template(tmp_path / "same", agreeing))
+    assert ours.template is None and "renders all" in ours.chat_format
+    # one character off in the non-thinking prompt is caught by the probes
+    off = QWEN3_TEMPLATE_FILE.read_text().replace("'<think>\\n\\n</think>\\n\\n'", "'<think>\\n</think>\\n\\n'")
+    assert off != QWEN3_TEMPLATE_FILE.read_text()
+    ours = Tokenizer.from_dir(checkpoint_with_template(tmp_path / "off", off))
+    assert ours.template is not None and "'enable_thinking': False" in ours.chat_format
+
+
+def test_real_qwen25_uses_its_own_template(qwen25_dir):
+    """Qwen2.5-Coder's chat_template.jinja adds a default system prompt: ours renders it as transformers does."""
+    ours, hf = Tokenizer.from_dir(qwen25_dir), AutoTokenizer.from_pretrained(qwen25_dir)
+    assert ours.template is not None and "chat_template.jinja" in ours.chat_format
+    for messages in CONVERSATIONS.values():
+        for kw in both_settings(messages):
+            assert ours.encode_chat(messages, **kw) == hf.apply_chat_template(messages, return_dict=False, **kw)
