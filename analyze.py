@@ -1,4 +1,4 @@
-"""Why mixing and merging behave as they do: the M2RL paper's mechanism analyses, on our checkpoints and evaluations.
+r"""Why mixing and merging behave as they do: the M2RL paper's mechanism analyses, on our checkpoints and evaluations.
 
     python analyze.py weights --base runs/sft --models math=runs/math code=runs/code multi=runs/multi ties=runs/ties
     python analyze.py kl --experts math=runs/math code=runs/code --multi rl-multi=runs/multi --eval results
@@ -79,7 +79,7 @@ from matplotlib.figure import Figure
 from tqdm import tqdm
 
 from benchmarks import fill
-from cli import non_negative_float, positive_int
+from cli import HelpFormatter, non_negative_float, positive_int
 from data.record import DOMAINS, load_records
 from evaluate import load_benchmarks, save_figure
 from merge import Checkpoints, label_pairs, on_base_precision, tensor_headers
@@ -96,8 +96,8 @@ SECTIONS = ("weights", "kl", "gains", "self-verify")  # the order of summary.md
 
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    sub = p.add_subparsers(dest="command")
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=HelpFormatter)
+    sub = p.add_subparsers(dest="command", help="demo when none is given")
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--out", default="runs/analysis", help="output directory (files replaced atomically)")
     seeded = argparse.ArgumentParser(add_help=False, parents=[common])
@@ -119,7 +119,7 @@ def parse_args(argv=None):
                    help="Record JSONL of a domain's prompts (default data/toy/eval/DOMAIN.jsonl)")
     k.add_argument("--limit", type=positive_int, default=32, help="prompts per domain")
     k.add_argument("--samples", type=positive_int, default=4, help="responses sampled per prompt")
-    k.add_argument("--max-new-tokens", type=positive_int, default=128)
+    k.add_argument("--max-new-tokens", type=positive_int, default=128, help="generation budget per response")
     k.add_argument("--temperature", type=non_negative_float, default=1.0, help="sampling and scoring temperature (> 0)")
     k.add_argument("--threshold", type=non_negative_float, default=0.05,
                    help="policy neighbourhood: KL ≤ this (nats per token)")
@@ -157,6 +157,8 @@ def parse_args(argv=None):
     v.add_argument("--batch-size", type=positive_int, default=64, help="judge prompts per engine call")
 
     sub.add_parser("demo", parents=[seeded], help="weights and kl on the tiny preset (the default command)")
+    for command in sub.choices.values():
+        command.formatter_class = HelpFormatter
     if not argv or argv[0].startswith("-") and argv[0] not in ("-h", "--help"):
         argv = ["demo", *argv]  # the embedded default: `python analyze.py [--out DIR]`
     args = p.parse_args(argv)
@@ -711,7 +713,7 @@ def eval_problems(eval_dir: Path, benchmarks: list) -> dict:
         raise SystemExit(f"{path} not found: self-verify reads the problems as evaluate.py loaded them, from the "
                          f"args.json it writes in its --out; pass that directory as --eval")
     settings = json.loads(path.read_text())
-    loaded = load_benchmarks(argparse.Namespace(**{**settings, "benchmarks": ",".join(benchmarks), "limit": None}))
+    loaded = load_benchmarks(argparse.Namespace(**{**settings, "benchmarks": benchmarks, "limit": None}))
     return {b: {r.id: r.messages[-1]["content"] for r in loaded[b].records} for b in benchmarks}
 
 

@@ -1,7 +1,7 @@
 """Evaluate models on benchmarks: K samples per prompt through the rollout engine, scored with rewards/, Avg@K.
 
     python evaluate.py --models sft=runs/sft/latest rl-multi=runs/rl ties=runs/ties \\
-        --benchmarks aime24,gpqa_diamond,ifeval --k 16 --data-dir data/bench --out results/
+        --benchmarks aime24 gpqa_diamond ifeval --k 16 --data-dir data/bench --engine vllm --out results/
     python evaluate.py      # the tiny preset (random weights) on the toy eval splits
 
 Benchmarks and their local file formats: benchmarks.py. Over n prompts with K samples each, c_i of prompt i's
@@ -16,15 +16,15 @@ samples correct:
   reports them; an instruction level is a ratio estimate, its standard error the delta-method one.
 The table shows Avg@K of the reward, so prompt-level strict for the IF benchmarks.
 
-Generation: rollout.open_engine ("auto": vLLM where installed, native otherwise; --engine), Qwen3's thinking
-mode and, under --protocol toy, its recommended sampling (temperature 0.6, top-p 0.95, top-k 20) and --k samples
-for every benchmark; max new tokens per benchmark (benchmarks.py) unless --max-new-tokens. --protocol m2rl is the
-paper's in-loop evaluation (M2RL eval_config/multi_task.yaml, resolved as slime/utils/eval_config.py does): top-p
-0.7, temperature 1 (the yaml sets none, so the rollout's --rollout-temperature 1 holds), no top-k (slime's -1),
-32,768-token responses, K = 16 for aime24, 4 for gpqa_diamond, 1 for ifbench (benchmarks.py paper_k; other
-benchmarks --k), and the paper's reward rules (rewards/: think gate, deepscaler math, ...). Flags given win.
-`preset:tiny` models are random weights with no directory for an engine to load, so they get the native engine
-directly.
+Generation: rollout.open_engine (--engine: native, vllm, or auto: vLLM where installed), Qwen3's thinking mode
+(--no-thinking: its non-thinking mode) and, under --protocol toy, its recommended sampling (temperature 0.6, top-p
+0.95, top-k 20) and --k samples for every benchmark; max new tokens per benchmark (benchmarks.py) unless
+--max-new-tokens. --protocol m2rl is the paper's in-loop evaluation (M2RL eval_config/multi_task.yaml, resolved as
+slime/utils/eval_config.py does): top-p 0.7, temperature 1 (the yaml sets none, so the rollout's
+--rollout-temperature 1 holds), no top-k (slime's -1), 32,768-token responses, K = 16 for aime24, 4 for
+gpqa_diamond, 1 for ifbench (benchmarks.py paper_k; other benchmarks --k), and the paper's reward rules (rewards/:
+think gate, deepscaler math, ...). Flags given win. `preset:tiny` models are random weights with no directory for an
+engine to load, so they get the native engine directly.
 
 Outputs in --out:
   table.md                           benchmarks x models in percent (+ Avg.), pass@k and IF levels, loader notes
@@ -58,7 +58,8 @@ from tqdm import tqdm
 
 import rewards
 from benchmarks import BENCHMARKS, BenchmarkError, Options, load, read_templates
-from cli import non_negative_float, non_negative_int, positive_int, probability
+from cli import (HelpFormatter, add_config_flag, non_negative_float, non_negative_int, parse_args, positive_int,
+                 probability)
 from merge import label_pairs
 from model import (TINY_DIR, CheckpointError, Qwen3Config, SamplingParams, check_vocab, from_preset, preset_config,
                    read_json, write_atomic)
@@ -69,11 +70,12 @@ ROOT = Path(__file__).resolve().parent
 # (temperature, top-p, top-k): Qwen3's recommended sampling for thinking mode; the paper's eval (see the docstring)
 SAMPLING = {"toy": (0.6, 0.95, 20), "m2rl": (1.0, 0.7, 0)}
 
-parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+parser = argparse.ArgumentParser(description=__doc__, formatter_class=HelpFormatter)
+add_config_flag(parser)
 parser.add_argument("--models", nargs="+", default=["tiny-random=preset:tiny"],
                     help="NAME=DIR (an HF checkpoint) or NAME=preset:tiny (random weights)")
-parser.add_argument("--benchmarks", default=",".join(b for b in BENCHMARKS if b.startswith("toy_")),
-                    help=f"comma-separated, from: {', '.join(BENCHMARKS)}")
+parser.add_argument("--benchmarks", nargs="+", default=[b for b in BENCHMARKS if b.startswith("toy_")],
+                    metavar="NAME", help=f"space- or comma-separated, from: {', '.join(BENCHMARKS)}")
 parser.add_argument("--data-dir", default=str(ROOT / "data" / "bench"),
                     help="local benchmark files, named as in benchmarks.py (aime24.jsonl, gpqa_diamond.csv, ...)")
 parser.add_argument("--path", nargs="+", default=[], metavar="NAME=FILE", help="a benchmark's file, not in --data-dir")
@@ -93,11 +95,23 @@ parser.add_argument("--temperature", type=non_negative_float, help="default: the
 parser.add_argument("--top-p", type=probability, help="default: the protocol's (SAMPLING)")
 parser.add_argument("--top-k", type=non_negative_int, help="default: the protocol's (SAMPLING; 0: off)")
 parser.add_argument("--max-new-tokens", type=positive_int, help="for every benchmark (default: each benchmark's own)")
-parser.add_argument("--engine", default="auto", choices=["auto", "native", "vllm"])
+parser.add_argument("--engine", default="native", choices=["native", "vllm", "auto"],
+                    help="generation engine (rollout.py): native PyTorch, vLLM, or auto (vLLM where it is installed). "
+                         "native by default, as train_grpo.py: it needs nothing optional and starts at once, as the "
+                         "default tiny models want; a real model on a GPU wants vllm (the recipes pass it)")
+parser.add_argument("--gpu-memory-utilization", type=probability, default=0.9,
+                    help="vLLM: the share of each GPU its weights and KV cache may take (evaluation has the GPU to "
+                         "itself, unlike the trainer's colocated engine)")
+parser.add_argument("--tensor-parallel-size", type=positive_int, default=1,
+                    help="vLLM: GPUs one engine shards the model over (its own worker processes)")
+parser.add_argument("--no-thinking", action="store_true",
+                    help="prompt in non-thinking mode (an empty think block after the generation prompt), as "
+                         "train_grpo.py --no-thinking")
 parser.add_argument("--batch-size", type=positive_int, default=64,
                     help="sequences per engine call (one cache part each)")
-parser.add_argument("--seed", type=int, default=0)
-parser.add_argument("--out", default="results")
+parser.add_argument("--seed", type=int, default=0, help="seeds the sampling (with what each engine call holds)")
+parser.add_argument("--out", default="results", help="output directory (see Outputs above); a rerun into it resumes "
+                                                     "from its cache")
 parser.add_argument("--dry-run", action="store_true",
                     help="read every benchmark file and every model's config and tokenizer, print the plan and exit; "
                          "nothing generated or written")
@@ -114,7 +128,10 @@ def main(args):
     pass_ks = [int(k) for k in args.pass_k.split(",") if k]
     if any(not 1 <= k <= min(ks.values()) for k in pass_ks):
         raise SystemExit(f"--pass-k {args.pass_k}: each k must be between 1 and every benchmark's K ({ks})")
-    models = {name: Model(where, args.engine, args.batch_size) for name, where in models.items()}  # tokenizers
+    vllm_args = dict(gpu_memory_utilization=args.gpu_memory_utilization, tensor_parallel_size=args.tensor_parallel_size)
+    models = {name: Model(where, args.engine, args.batch_size, vllm_args) for name, where in models.items()}
+    for name, model in models.items():
+        print(f"{name}: chat format {model.tokenizer.chat_format}")
     previous = out / "args.json"  # an earlier evaluation's has our --benchmarks; a trainer's run directory has not
     if out.exists() and any(out.iterdir()) and not (previous.is_file() and "benchmarks" in read_json(previous)):
         raise SystemExit(f"--out {out} exists and is not an earlier evaluation (no args.json with 'benchmarks'), and "
@@ -161,7 +178,7 @@ def model_names(models: dict) -> dict:
 
 
 def load_benchmarks(args) -> dict:
-    names = args.benchmarks.split(",")
+    names = [name for item in args.benchmarks for name in item.split(",") if name]  # a,b c: a b c
     unknown = [b for b in names if b not in BENCHMARKS]
     if unknown:
         raise SystemExit(f"unknown benchmark(s) {unknown}; known: {', '.join(BENCHMARKS)}")
@@ -195,8 +212,8 @@ def window(name: str, span: str) -> tuple[str, str]:
 class Model:
     """A model to sample from. Its engine starts only when a sample is missing from the cache."""
 
-    def __init__(self, where: str, engine: str, batch_size: int):
-        self.where, self.kind, self.batch_size = where, engine, batch_size
+    def __init__(self, where: str, engine: str, batch_size: int, vllm_args: dict):
+        self.where, self.kind, self.batch_size, self.vllm_args = where, engine, batch_size, vllm_args
         self.preset = where.removeprefix("preset:") if where.startswith("preset:") else None
         self.tokenizer = Tokenizer.from_dir(TINY_DIR if self.preset else where)
         config = preset_config(self.preset) if self.preset else Qwen3Config.from_dir(where)
@@ -210,8 +227,7 @@ class Model:
     def engine(self):
         if self.preset:
             return NativeEngine(from_preset(self.preset), self.tokenizer, self.batch_size)
-        # evaluation has the GPU to itself, unlike a trainer's colocated engine (vLLM's share; native ignores it)
-        return open_engine(self.where, self.kind, self.batch_size, gpu_memory_utilization=0.9)
+        return open_engine(self.where, self.kind, self.batch_size, **self.vllm_args)
 
     def close(self):
         if "engine" in vars(self):  # started: cached_property keeps it in the instance dict
@@ -231,7 +247,7 @@ def evaluate(model: Model, out: Path, name: str, bench: str, loaded, pool, args,
                               temperature=args.temperature, top_p=args.top_p, top_k=args.top_k, seed=args.seed,
                               stop_token_ids=[model.tokenizer.im_end_id, model.tokenizer.pad_id])
     cache = Cache(out / "cache" / name / bench, {"model": model.where, "weights": model.weights, **vars(sampling)})
-    samples = generate(model, bench, records, k, sampling, cache)
+    samples = generate(model, bench, records, k, sampling, cache, enable_thinking=not args.no_thinking)
     ordered = [(r, j, samples[r.id, j]) for r in records for j in range(k)]  # (prompt, sample) order
     scores = pool.score([r for r, _, _ in ordered], [s.text for _, _, s in ordered], protocol=args.protocol)
     regrade = BENCHMARKS[bench].regrade
@@ -247,9 +263,10 @@ def evaluate(model: Model, out: Path, name: str, bench: str, loaded, pool, args,
     return result
 
 
-def generate(model: Model, bench: str, records, k: int, sampling: SamplingParams, cache) -> dict:
+def generate(model: Model, bench: str, records, k: int, sampling: SamplingParams, cache, enable_thinking=True) -> dict:
     """{(record id, sample index): Sample} for every prompt and k samples, generating only what the cache lacks."""
-    prompts = {r.id: model.tokenizer.encode_chat(r.messages, add_generation_prompt=True) for r in records}
+    prompts = {r.id: model.tokenizer.encode_chat(r.messages, add_generation_prompt=True,
+                                                 enable_thinking=enable_thinking) for r in records}
     samples = cache.read(prompts)
     todo = defaultdict(list)  # missing sample indices -> the records missing exactly those
     for r in records:
@@ -443,6 +460,6 @@ def save_figure(fig, path: Path):
 if __name__ == "__main__":
     torch.set_grad_enabled(False)
     try:
-        main(parser.parse_args())
+        main(parse_args(parser))
     except (CheckpointError, FileNotFoundError) as e:  # a bad model directory: one line naming the file
         raise SystemExit(f"error: {e}") from None

@@ -35,6 +35,7 @@ from pathlib import Path
 
 from matplotlib.figure import Figure
 
+from cli import HelpFormatter
 from evaluate import save_figure
 from model import write_atomic
 
@@ -48,16 +49,18 @@ STAGES = ("rl", "multi", "merge", "opd", "eval", "analyze")
 SIZES = {"steps": (60, 4), "eval_prompts": (400, 20), "k": (2, 1), "temperature": (0.6, 0.0),
          "ranks": (2, 1), "eval_every": (10, 2), "train_eval_prompts": (100, 8)}
 
-parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-parser.add_argument("--out", default="runs/experiment")
+parser = argparse.ArgumentParser(description=__doc__, formatter_class=HelpFormatter)
+parser.add_argument("--out", default="runs/experiment",
+                    help="the stages' directories (rl-<d>, merge, eval, ...) and results/; a stage whose output "
+                         "exists is skipped, so a rerun resumes")
 parser.add_argument("--quick", action="store_true", help="smoke-test sizes (see SIZES); no KL analysis")
 parser.add_argument("--seeds", type=int, default=1, help="repeats of the RL stages (and all that follows them)")
 parser.add_argument("--steps", type=int, help="GRPO steps of each single-domain run (default 60; --quick 4)")
 # The paper's budgets (M2RL README, training-setting table): single-task runs 200 steps of 128 prompts x 16 samples,
 # the multi-task run 400 steps of the same batch, MT-OPD 200 steps of 256 prompts x 4 samples
 parser.add_argument("--multi-steps", type=float, default=2.0,
-                    help="the multi-task run's steps as a multiple of --steps, at the same per-step batch (default 2, "
-                         "the paper's 400 vs 200)")
+                    help="the multi-task run's steps as a multiple of --steps, at the same per-step batch (the "
+                         "paper's 400 vs 200)")
 parser.add_argument("--opd-steps", type=int, help="MT-OPD steps, at twice the prompts and 4 samples each, as in the "
                                                   "paper (default: --steps)")
 parser.add_argument("--prompts-per-step", type=int, default=8, help="every RL run's per-step batch, over all ranks")
@@ -107,9 +110,8 @@ def run_seed(out: Path, seed: int, stages: list[str], ledger, args):
                 "merge.py", "--base", str(SFT), "--models", *[f"{d}={p}" for d, p in experts.items()], "--method", m,
                 "--seed", str(seed), "--out", str(merges[m])])
     if "opd" in stages:
-        teachers = ",".join(f"{d}={p}" for d, p in experts.items())
         command = grpo(out / "mt-opd" / s, ",".join(DOMAINS), args.opd_steps, seed, args,
-                       prompts=2 * args.prompts_per_step) + ["--teachers", teachers]
+                       prompts=2 * args.prompts_per_step) + ["--teachers", *(f"{d}={p}" for d, p in experts.items())]
         ledger.run(f"mt-opd/{s}", opd, command, args.ranks)
     evaluated = out / "eval" / s
     if "eval" in stages:

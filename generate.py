@@ -1,40 +1,48 @@
-"""Chat with a checkpoint (or the tiny preset) through the native KV-cache generator.
+"""Chat with a checkpoint through the native KV-cache generator: by default the embedded SFT model, data/tiny-sft.
 
-    python generate.py --preset tiny --prompt "What is 37+45?"
-    python generate.py --model /path/to/Qwen3-0.6B --prompt "Prove that sqrt(2) is irrational." --no-think
+    python generate.py --prompt "Tom has 37 apples and gets 5 more. How many apples does Tom have now?"
+    python generate.py --model /path/to/Qwen3-0.6B --prompt "Prove that sqrt(2) is irrational." --no-thinking
 """
 import argparse
+import json
 import time
+from pathlib import Path
 
 import torch
 
-from cli import model_dir, non_negative_float, non_negative_int, positive_int, probability
+from cli import HelpFormatter, model_dir, non_negative_float, non_negative_int, positive_int, probability
 from model import TINY_DIR, CheckpointError, SamplingParams, check_vocab, from_preset, generate, load_model
 from tokenizer import Tokenizer
 
-parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-parser.add_argument("--model", type=model_dir, help="Hugging Face Qwen3 directory (default: the tiny preset)")
-parser.add_argument("--preset", default="tiny", help="random-weight preset used when --model is not given")
-parser.add_argument("--prompt", default="What is 37+45?")
+TINY_SFT = Path(__file__).resolve().parent / "data" / "tiny-sft"
+parser = argparse.ArgumentParser(description=__doc__, formatter_class=HelpFormatter)
+which = parser.add_mutually_exclusive_group()
+which.add_argument("--model", type=model_dir, default=str(TINY_SFT),
+                   help="Hugging Face Qwen3 directory (default: data/tiny-sft, the tiny preset SFT'd on the toy data)")
+which.add_argument("--preset", help="random weights of this preset (e.g. tiny) instead of --model: the code path "
+                                    "without a checkpoint, garbage text")
+parser.add_argument("--prompt", default="What is 37+45?", help="the user turn")
 parser.add_argument("--system", help="optional system message")
-parser.add_argument("--no-think", action="store_true", help="Qwen3 non-thinking mode (empty <think></think> block)")
-parser.add_argument("--num-samples", type=positive_int, default=1)
+parser.add_argument("--no-thinking", action="store_true",
+                    help="Qwen3 non-thinking mode (empty <think></think> block), as the trainers' and evaluate.py's")
+parser.add_argument("--num-samples", type=positive_int, default=1, help="responses sampled, one batch")
 # Qwen3's recommended thinking-mode sampling (its generation_config.json)
-parser.add_argument("--max-new-tokens", type=positive_int, default=256)
-parser.add_argument("--temperature", type=non_negative_float, default=0.6)
-parser.add_argument("--top-p", type=probability, default=0.95)
-parser.add_argument("--top-k", type=non_negative_int, default=20)
-parser.add_argument("--seed", type=int, default=0)
+parser.add_argument("--max-new-tokens", type=positive_int, default=256, help="generation budget per response")
+parser.add_argument("--temperature", type=non_negative_float, default=0.6, help="sampling temperature (0: greedy)")
+parser.add_argument("--top-p", type=probability, default=0.95, help="nucleus sampling: the mass kept")
+parser.add_argument("--top-k", type=non_negative_int, default=20, help="sample from the k likeliest (0: off)")
+parser.add_argument("--seed", type=int, default=0, help="seeds the sampling (and a preset's random weights)")
 
 
 def main(args):
-    print(vars(args))
-    model = load_model(args.model) if args.model else from_preset(args.preset, seed=args.seed)
-    tokenizer = Tokenizer.from_dir(args.model or TINY_DIR)
-    check_vocab(model.config, tokenizer.vocab_size, args.model or f"--preset {args.preset}")
+    print(json.dumps(vars(args)))
+    model = from_preset(args.preset, seed=args.seed) if args.preset else load_model(args.model)
+    tokenizer = Tokenizer.from_dir(TINY_DIR if args.preset else args.model)
+    check_vocab(model.config, tokenizer.vocab_size, f"--preset {args.preset}" if args.preset else args.model)
+    print(f"chat format: {tokenizer.chat_format}")
     messages = ([{"role": "system", "content": args.system}] if args.system else []) + \
                [{"role": "user", "content": args.prompt}]
-    prompt = tokenizer.encode_chat(messages, add_generation_prompt=True, enable_thinking=not args.no_think)
+    prompt = tokenizer.encode_chat(messages, add_generation_prompt=True, enable_thinking=not args.no_thinking)
     sampling = SamplingParams(max_new_tokens=args.max_new_tokens, temperature=args.temperature, top_p=args.top_p,
                               top_k=args.top_k, seed=args.seed,
                               stop_token_ids=[tokenizer.im_end_id, tokenizer.pad_id])  # Qwen3 stops at either

@@ -59,6 +59,7 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
+from cli import HelpFormatter, add_config_flag, parse_args as parse_with_config
 from model import (DTYPES, TINY_DIR, CheckpointError, CheckpointReader, check_out_dir, from_preset, save_checkpoint,
                    save_model)
 
@@ -76,11 +77,12 @@ DEFAULTS = {
 
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0],
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0], formatter_class=HelpFormatter,
                                 epilog="Without --base/--models: merges 4 perturbations of the tiny preset (a demo).")
+    add_config_flag(p)
     p.add_argument("--base", help="the checkpoint all models were fine-tuned from (HF directory)")
     p.add_argument("--models", nargs="+", metavar="LABEL=DIR", help="the fine-tuned checkpoints, e.g. math=runs/math")
-    p.add_argument("--method", choices=METHODS, default="ties")
+    p.add_argument("--method", choices=METHODS, default="ties", help="the merge (formulas in merge.py's docstring)")
     p.add_argument("--out", default="runs/merge", help="output directory: new, empty or an earlier merge's (it is "
                    "replaced atomically)")
     p.add_argument("--weights", nargs="+", metavar="LABEL=W", help="per-model weights w_i > 0 (default 1 each)")
@@ -97,7 +99,7 @@ def parse_args(argv=None):
                                                           "tensor headers), print the plan and exit; nothing written")
     p.add_argument("--skip-base-check", action="store_true", help="merge even when a model's weights look unrelated "
                    f"to the base's (a weight matrix with cosine < {MIN_COSINE} to the base's)")
-    args = p.parse_args(argv)
+    args = parse_with_config(p, argv)
 
     # A flag the chosen method does not take would be silently ignored: refuse it instead, then fill in the defaults.
     used = DEFAULTS[args.method]
@@ -124,6 +126,8 @@ def label_pairs(items, flag, value=str):
         label, sep, rest = item.partition("=")
         if not sep or not label or not rest:
             raise SystemExit(f"{flag} expects LABEL=VALUE items, got {item!r}")
+        if "=" in rest.partition(",")[2]:  # a=X,b=Y: one syntax for every labelled list, and it is not this one
+            raise SystemExit(f"{flag} takes space-separated LABEL=VALUE items ({flag} a=X b=Y), got {item!r}")
         if label in pairs:
             raise SystemExit(f"{flag}: label {label!r} appears twice")
         pairs[label] = value(rest)

@@ -22,6 +22,7 @@ step per batch it equals pi (detached) and costs no extra forward pass.
 import argparse
 import math
 import os
+import re
 import resource
 import time
 from collections import defaultdict
@@ -33,12 +34,14 @@ import torch
 import torch.distributed as dist
 from tqdm import tqdm
 
+import curves
 import dist as m2rl_dist
 import memory
 import rewards
+import tracking
 from benchmarks import BENCHMARKS
-from cli import (existing_file, model_dir, non_negative_float, non_negative_int, positive_float, positive_int,
-                 probability)
+from cli import (HelpFormatter, add_config_flag, add_resume_flag, check_resumed_args, existing_file, model_dir,
+                 non_negative_float, non_negative_int, parse_args, positive_float, positive_int, probability)
 from data.blend import BlendError, load_blend, realise
 from data.record import DOMAINS, RecordError, load_records
 from model import DTYPES, CheckpointError, Qwen3Config, SamplingParams, check_vocab, load_model
@@ -53,7 +56,13 @@ LOSS_AGGREGATIONS = ("seq-mean-token-mean", "token-mean", "seq-mean-token-sum-no
 # in-loop evaluation under --protocol m2rl: each domain sampled K times as the paper's benchmark of it
 EVAL_K = {"math": BENCHMARKS["aime24"].paper_k, "science": BENCHMARKS["gpqa_diamond"].paper_k,
           "if": BENCHMARKS["ifbench"].paper_k, "code": 4}
-parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+TIME_LABELS = {"generate": "gen", "reward": "rew", "logprob": "lp"}  # the live line's short names of a step's phases
+# flags that may change when a run resumes: --steps extends it (the learning rate is constant, so a longer run is the
+# same run going on); the rest say where and how often it saves and reports, and how many processes score, not what
+# it computes
+RESUME_MAY_CHANGE = ("steps", "save_every", "keep_last", "report_to", "run_name", "reward_workers")
+parser = argparse.ArgumentParser(description=__doc__, formatter_class=HelpFormatter)
+add_config_flag(parser)
 parser.add_argument("--model", type=model_dir, help="HF checkpoint to start from, usually an SFT one (default: "
                                                     "data/tiny-sft, the tiny preset SFT'd on the toy data)")
 parser.add_argument("--domains", default="math,code,science,if", help="comma-separated, from " + ",".join(DOMAINS))
@@ -63,19 +72,27 @@ data_args.add_argument("--data", nargs="+", type=existing_file,
                             "domains are skipped")
 data_args.add_argument("--blend", type=existing_file,
                        help="a blend file (data/blend.py) drawing the RL records from local sources")
-parser.add_argument("--mix", help="domain proportions per step, e.g. math=3,code=1 (default: the concatenation of "
-                                  "the domains' data, as the paper - each domain in proportion to its size)")
+parser.add_argument("--mix", nargs="+", metavar="DOMAIN=W",
+                    help="domain proportions per step, e.g. math=3 code=1 (default: the concatenation of the domains' "
+                         "data, as the paper - each domain in proportion to its size)")
 parser.add_argument("--eval-data", nargs="+", type=existing_file,
                     help="held-out records (default: the toy eval split of each domain)")
 parser.add_argument("--eval-prompts", type=positive_int, default=100, help="per domain")
 parser.add_argument("--eval-every", type=non_negative_int, default=10,
                     help="steps between greedy evaluations (0: never)")
-parser.add_argument("--out", default="runs/grpo")
-parser.add_argument("--engine", default="native", choices=("native", "vllm", "auto"))
+parser.add_argument("--out", default="runs/grpo",
+                    help="run directory: args.json, metrics.jsonl, step_* checkpoints; a run there resumes (flags as "
+                         "in its args.json)")
+add_resume_flag(parser)
+parser.add_argument("--engine", default="native", choices=("native", "vllm", "auto"),
+                    help="rollout engine (rollout.py): native PyTorch, vLLM, or auto (vLLM where it is installed). "
+                         "native by default, as evaluate.py: it needs nothing optional and starts at once, as the "
+                         "default tiny model wants; a real model on GPUs wants vllm (the recipes pass it)")
 parser.add_argument("--gpu-memory-utilization", type=probability, default=0.5,
                     help="vLLM: the share of the GPU its weights and KV cache may take while awake (it sleeps while "
                          "the trainer works)")
-parser.add_argument("--steps", type=positive_int, default=100)
+parser.add_argument("--steps", type=positive_int, default=100,
+                    help="optimizer steps in all; more than a resumed run's continue it")
 parser.add_argument("--prompts-per-step", type=positive_int, default=8, help="over all ranks")
 parser.add_argument("--group-size", type=positive_int,
                     help="samples per prompt, the group (default: 8; 4 with --teachers, the paper's)")
@@ -85,9 +102,9 @@ parser.add_argument("--max-response-len", type=positive_int, default=128,
                     help="generation budget; longer is truncated")
 parser.add_argument("--mask-truncated", action="store_true",
                     help="no loss on truncated samples (DAPO's overlong filtering); default: trained on, as scored")
-parser.add_argument("--temperature", type=positive_float, default=1.0)
-parser.add_argument("--top-p", type=probability, default=1.0)
-parser.add_argument("--top-k", type=non_negative_int, default=0)
+parser.add_argument("--temperature", type=positive_float, default=1.0, help="rollout sampling temperature")
+parser.add_argument("--top-p", type=probability, default=1.0, help="rollout nucleus sampling: the mass kept")
+parser.add_argument("--top-k", type=non_negative_int, default=0, help="rollout sampling from the k likeliest (0: off)")
 parser.add_argument("--no-thinking", action="store_true", help="prompt in non-thinking mode (empty think block)")
 parser.add_argument("--think-gate", action="store_true", help="score 0 when the response never closes </think>")
 parser.add_argument("--protocol", choices=rewards.PROTOCOLS, default="toy",
@@ -98,20 +115,25 @@ parser.add_argument("--protocol", choices=rewards.PROTOCOLS, default="toy",
 # the loss; defaults are the paper's (M2RL, verl)
 parser.add_argument("--no-std", action="store_true", help="advantage r - mean, not divided by std (Dr.GRPO)")
 parser.add_argument("--drop-zero-var", action="store_true", help="skip groups whose rewards are all equal (DAPO)")
-parser.add_argument("--eps-clip", type=non_negative_float, default=0.2)
+parser.add_argument("--eps-clip", type=non_negative_float, default=0.2, help="eps_low: the ratio's lower clip, 1 - eps")
 parser.add_argument("--eps-clip-high", type=non_negative_float,
                     help="default 0.28; 0.2 with --teachers under --protocol m2rl (the paper's MT-OPD script sets no "
                          "clip-high: slime's default, eps-clip)")
-parser.add_argument("--loss-agg", default="seq-mean-token-mean", choices=LOSS_AGGREGATIONS)
-parser.add_argument("--kl-coef", type=non_negative_float, default=0.0)
-parser.add_argument("--kl-estimator", default="k3", choices=("k1", "k2", "k3"))
+parser.add_argument("--loss-agg", default="seq-mean-token-mean", choices=LOSS_AGGREGATIONS,
+                    help="how token losses average over the batch: each sequence's mean, then over sequences (GRPO, "
+                         "the paper's); over all tokens (DAPO); each sequence's sum / --max-response-len, over "
+                         "sequences (Dr.GRPO)")
+parser.add_argument("--kl-coef", type=non_negative_float, default=0.0,
+                    help="beta of the KL term to the starting model (0: off, no reference model loaded)")
+parser.add_argument("--kl-estimator", default="k3", choices=("k1", "k2", "k3"), help="Schulman's KL estimator")
 parser.add_argument("--tis-cap", type=non_negative_float,
                     help="truncated importance sampling cap (0: off; default 2, off with --teachers under --protocol "
                          "m2rl: the paper's MT-OPD script has no --use-tis)")
-parser.add_argument("--entropy-coef", type=float, default=0.0)
+parser.add_argument("--entropy-coef", type=float, default=0.0, help="alpha of the entropy bonus (0: off)")
 # multi-teacher on-policy distillation (MT-OPD): the same loop with teachers' logprobs as the advantage
-parser.add_argument("--teachers", help="domain=DIR,... one frozen teacher per domain of --domains (e.g. the "
-                                       "single-domain RL checkpoints); turns the loop into MT-OPD")
+parser.add_argument("--teachers", nargs="+", metavar="DOMAIN=DIR",
+                    help="one frozen teacher per domain of --domains, e.g. math=runs/math code=runs/code (the "
+                         "single-domain RL checkpoints); turns the loop into MT-OPD")
 parser.add_argument("--opd-reward-coef", type=float, default=0.0, help="MT-OPD: weight of the GRPO reward advantage "
                                                                        "added to the distillation one (0: none)")
 parser.add_argument("--mini-batches", type=positive_int, default=1,
@@ -132,9 +154,9 @@ parser.add_argument("--activation-checkpointing", action="store_true",
 parser.add_argument("--lr", type=non_negative_float,
                     help="constant (default: the paper's 2e-6, 1e-6 with --teachers; 2e-5 for the embedded tiny "
                          "model, as measured in shared/TOY_NOTES.md)")
-parser.add_argument("--betas", type=float, nargs=2, default=(0.9, 0.98))
-parser.add_argument("--weight-decay", type=non_negative_float, default=0.1)
-parser.add_argument("--grad-clip", type=positive_float, default=1.0)
+parser.add_argument("--betas", type=float, nargs=2, default=(0.9, 0.98), help="AdamW's beta1 beta2")
+parser.add_argument("--weight-decay", type=non_negative_float, default=0.1, help="AdamW's decoupled weight decay")
+parser.add_argument("--grad-clip", type=positive_float, default=1.0, help="gradient norm clip")
 parser.add_argument("--save-every", type=non_negative_int,
                     help="steps between resumable checkpoints (0: only the end; default: 50 for a --model, 0 for the "
                          "embedded tiny model). 50 is a quarter of the paper's 200-step runs: a step of 128 prompts x "
@@ -147,8 +169,12 @@ parser.add_argument("--save-dtype", default="auto", choices=("auto", "float32", 
                          "and round back to the base: save float32 to measure update sparsity (analyze.py weights)")
 parser.add_argument("--keep-last", type=non_negative_int, default=2,
                     help="resumable trainer states kept: the newest N (0: all); older steps keep their HF weights")
+parser.add_argument("--report-to", nargs="+", type=tracking.installed, choices=tracking.SINKS, default=[],
+                    help="also send metrics.jsonl's rows and these flags to W&B (offline unless WANDB_MODE is "
+                         "set; project: WANDB_PROJECT or m2rl) and/or TensorBoard (in OUT/tensorboard)")
+parser.add_argument("--run-name", help="the W&B run's name (default: the last part of --out)")
 parser.add_argument("--reward-workers", type=positive_int, help="scoring processes per rank (default: cores / ranks)")
-parser.add_argument("--seed", type=int, default=0)
+parser.add_argument("--seed", type=int, default=0, help="seeds the prompts' order and the sampling")
 parser.add_argument("--dry-run", nargs="?", const="auto", choices=("auto", "cuda", "cpu"),
                     help="validate every flag and open every input, then print the plan (steps, tokens, per-rank "
                          "memory for WORLD_SIZE ranks on GPUs with `cuda`, on this CPU with `cpu`; default: this "
@@ -182,6 +208,8 @@ def main(args):
     tokenizer = Tokenizer.from_dir(args.model)
     config = Qwen3Config.from_dir(args.model)
     check_vocab(config, tokenizer.vocab_size, args.model)  # before a step indexes past it
+    if rank == 0:
+        print(f"chat format: {tokenizer.chat_format}")
     domains = parse_domains(args.domains)
     if args.blend:
         realised = realise(load_blend(args.blend))
@@ -215,6 +243,8 @@ def main(args):
             print(f"{out} is already at step {done} of --steps {args.steps}: nothing to do")
         dist.destroy_process_group()
         return
+    if done:
+        check_resumed_args(out, args, RESUME_MAY_CHANGE, announce=rank == 0)
     m2rl_dist.record_args(out, args)
     if args.blend and rank == 0:
         realised.save(out)  # blend.md + blend.json: what this run drew its prompts from
@@ -237,29 +267,42 @@ def main(args):
         if rank == 0:
             print(f"resumed from {resume_from} at step {start}")
     metrics = Metrics(out / "metrics.jsonl", keep_below=start) if rank == 0 else None
+    tracker = tracking.Tracker(args.report_to if rank == 0 else (), out, vars(args), args.run_name or out.name, start)
     scorer = rewards.ScorePool(args.reward_workers or max(1, (os.cpu_count() or 1) // world))
 
     if start == 0 and args.eval_every:
         row = {"step": 0, **evaluate(engine, eval_prompts, scorer, tokenizer, args, rank, world)}
         if rank == 0:
             metrics.log(row)
-    progress = tqdm(range(start, args.steps), initial=start, total=args.steps, disable=rank != 0, desc="grpo")
+            tracker.log(row)
+            tqdm.write(eval_table(row))
+    # no bar, no elapsed time: the live line (~120 columns) and tqdm's ETA fit in 160
+    progress = tqdm(range(start, args.steps), initial=start, total=args.steps, disable=rank != 0, desc="grpo",
+                    bar_format="{desc} {n_fmt}/{total_fmt} [{remaining} left{postfix}]")
     for step in progress:
         row = {"step": step + 1, **train_step(step, model, reference, teachers, optimizer, engine, scorer, pools,
                                               quotas, tokenizer, args, rank, world, device)}
-        if args.eval_every and ((step + 1) % args.eval_every == 0 or step + 1 == args.steps):
+        evaluated = args.eval_every and ((step + 1) % args.eval_every == 0 or step + 1 == args.steps)
+        if evaluated:
             row.update(evaluate(engine, eval_prompts, scorer, tokenizer, args, rank, world))
         if rank == 0:
             metrics.log(row)
-            progress.set_postfix(reward=f"{row['reward/all/mean']:.3f}", loss=f"{row['train/loss']:.4f}")
+            tracker.log(row)
+            progress.set_postfix_str(live_line(row))
+            if evaluated:
+                tqdm.write(eval_table(row))
+            if evaluated or step + 1 == args.steps:
+                curves.draw_run(out)
         if (args.save_every and (step + 1) % args.save_every == 0) or step + 1 == args.steps:
             m2rl_dist.save_step(out, step + 1, model, optimizer, source_dir=args.model, dtype=save_dtype,
                                 keep_last=args.keep_last)
     m2rl_dist.link_latest(out, args.steps)
+    tracker.close()
     scorer.close()
     engine.close()  # a vLLM engine leaves with the process group it joined
     if rank == 0:
-        print(f"done: {out / 'latest'} (HF checkpoint), metrics in {out / 'metrics.jsonl'}")
+        print(f"done: {out / 'latest'} (HF checkpoint), metrics in {out / 'metrics.jsonl'}, curves in "
+              f"{out / 'curves.png'}")
     if dist.is_initialized():
         dist.destroy_process_group()
 
@@ -658,18 +701,19 @@ def load_prompts(records, where: str, domains, tokenizer, args, rank) -> dict[st
     return prompts
 
 
-def step_quotas(mix: str | None, prompts: dict, per_step: int) -> tuple[dict, dict]:
+def step_quotas(mix: list[str] | None, prompts: dict, per_step: int) -> tuple[dict, dict]:
     """(pools, quotas): the prompt pools a step draws from and how many prompts it takes from each. Without --mix
     one pool, the concatenation of the domains (each weighs as much as it has prompts, as the paper's mixed run);
     with it, one pool per domain and per-step counts from the proportions by largest remainders."""
     if not mix:
         return {"all": [p for pool in prompts.values() for p in pool]}, {"all": per_step}
-    weights = label_pairs(mix.split(","), "--mix", float)
+    weights = label_pairs(mix, "--mix", float)
     for domain in weights:
         if domain not in prompts:
-            raise SystemExit(f"--mix {mix!r}: {domain!r} is not one of --domains ({', '.join(prompts)})")
+            raise SystemExit(f"--mix {' '.join(mix)}: {domain!r} is not one of --domains ({', '.join(prompts)})")
     if set(weights) != set(prompts) or min(weights.values()) < 0 or sum(weights.values()) <= 0:
-        raise SystemExit(f"--mix {mix!r} must give every domain of --domains ({', '.join(prompts)}) a weight >= 0")
+        raise SystemExit(f"--mix {' '.join(mix)} must give every domain of --domains ({', '.join(prompts)}) a weight "
+                         f">= 0")
     exact = {d: per_step * w / sum(weights.values()) for d, w in weights.items()}
     quotas = {d: int(x) for d, x in exact.items()}
     for d in sorted(exact, key=lambda d: quotas[d] - exact[d])[:per_step - sum(quotas.values())]:
@@ -688,14 +732,14 @@ def prompts_of_step(pools, quotas, step, seed) -> list:
 # Rollouts and evaluation
 
 
-def check_teachers(spec: str, domains, config) -> dict:
+def check_teachers(spec: list[str], domains, config) -> dict:
     """{domain: teacher directory} for --teachers, one per domain of --domains, each with the student's vocabulary
     (distillation compares logprobs of the same tokens); read from the configs alone."""
-    dirs = label_pairs(spec.split(","), "--teachers")
+    dirs = label_pairs(spec, "--teachers")
     missing, extra = [d for d in domains if d not in dirs], [d for d in dirs if d not in domains]
     if missing or extra:
-        raise SystemExit(f"--teachers {spec!r}: give exactly one teacher per domain of --domains {','.join(domains)} "
-                         f"(missing {missing}, not in --domains {extra})")
+        raise SystemExit(f"--teachers {' '.join(spec)}: give exactly one teacher per domain of --domains "
+                         f"{','.join(domains)} (missing {missing}, not in --domains {extra})")
     for domain in domains:
         vocab = Qwen3Config.from_dir(dirs[domain]).vocab_size
         if vocab != config.vocab_size:
@@ -763,6 +807,39 @@ def evaluate(engine, prompts, scorer, tokenizer, args, rank, world) -> dict:
     return stats.reduce()
 
 
+def live_line(row: dict) -> str:
+    """A step's row as the progress bar's postfix (~120 columns with four domains): reward, overall and per domain,
+    mean response length, clip fraction, the KL term or MT-OPD's reverse KL (the mean of its domains') when on, and
+    the step's seconds by phase. metrics.jsonl and curves.png have the rest."""
+    domains = [k.split("/")[1] for k in row if re.fullmatch(r"reward/[^/]+/mean", k) and k != "reward/all/mean"]
+    by_domain = " ".join(f"{d} {row[f'reward/{d}/mean']:.2f}" for d in domains)
+    parts = [f"reward {row['reward/all/mean']:.2f} ({by_domain})", f"len {row['rollout/all/response_len']:.0f}",
+             f"clip {row['train/clip_fraction']:.3f}"]
+    if "train/kl" in row:
+        parts.append(f"kl {row['train/kl']:.3g}")
+    if reverse_kl := [v for k, v in row.items() if k.startswith("opd/") and k.endswith("/reverse_kl")]:
+        parts.append(f"rkl {sum(reverse_kl) / len(reverse_kl):.3g}")
+    times = {k[len("time/"):-len("_s")]: v for k, v in row.items() if k.startswith("time/")}
+    parts.append(" ".join(f"{TIME_LABELS.get(k, k)} {v:.1f}s" for k, v in times.items()))
+    return ", ".join(parts)
+
+
+def eval_table(row: dict) -> str:
+    """The in-loop evaluation of a row as a small table: a line per domain ("all" first), a column per metric."""
+    cells = defaultdict(dict)
+    for key, value in row.items():
+        if key.startswith("eval/"):
+            _, domain, metric = key.split("/")
+            cells[domain][metric] = value
+    metrics = sorted({m for by_metric in cells.values() for m in by_metric}, key=lambda m: m != "reward")
+    domains = sorted(cells, key=lambda d: d != "all")
+    head = f"eval at step {row['step']}"
+    width = max(len(head), *(2 + len(d) for d in domains))
+    lines = [head.ljust(width) + "".join(f"{m:>14}" for m in metrics)]
+    lines += [f"  {d}".ljust(width) + "".join(f"{cells[d][m]:>14.3f}" for m in metrics) for d in domains]
+    return "\n".join(lines)
+
+
 class Stats:
     """Per-step numbers from every rank: add(key, value, count) accumulates a mean (count 0: a plain total over
     ranks), maximum(key, value) a maximum. reduce() merges all ranks' and returns {key: value}."""
@@ -790,6 +867,6 @@ class Stats:
 
 if __name__ == "__main__":
     try:
-        main(parser.parse_args())
+        main(parse_args(parser))
     except (BlendError, CheckpointError, FileNotFoundError, RecordError) as e:  # bad input: one line naming it
         raise SystemExit(f"error: {e}") from None

@@ -29,19 +29,27 @@ import torch
 import torch.distributed as dist
 from tqdm import tqdm
 
+import curves
 import dist as m2rl_dist
 import memory
-from cli import existing_file, model_dir, non_negative_float, non_negative_int, positive_float, positive_int
+import tracking
+from cli import (HelpFormatter, add_config_flag, add_resume_flag, check_resumed_args, existing_file, model_dir,
+                 non_negative_float, non_negative_int, parse_args, positive_float, positive_int)
 from data.blend import Blend, BlendError, load_blend, parse_blend, realise
 from data.record import RecordError
-from model import DTYPES, TINY_DIR, CheckpointError, Qwen3Config, check_vocab, preset_config
+from model import DTYPES, PRESETS, TINY_DIR, CheckpointError, Qwen3Config, check_vocab, preset_config
 from tokenizer import Tokenizer
 
 ROOT = Path(__file__).resolve().parent
-parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+# flags that may change when a run resumes: where and how often it saves and reports, not what it computes (--epochs
+# and --max-steps set the learning-rate schedule, so changing them changes the run)
+RESUME_MAY_CHANGE = ("save_every", "keep_last", "report_to", "run_name")
+parser = argparse.ArgumentParser(description=__doc__, formatter_class=HelpFormatter)
+add_config_flag(parser)
 parser.add_argument("--model", type=model_dir,
                     help="HF Qwen3 directory to start from (default: a fresh --preset model)")
-parser.add_argument("--preset", default="tiny")
+parser.add_argument("--preset", default="tiny", choices=tuple(PRESETS),
+                    help="model.py's preset of the random-weight model trained when there is no --model")
 data_args = parser.add_mutually_exclusive_group()
 data_args.add_argument("--data", nargs="+", type=existing_file,
                        help="record JSONL files with a `response`, each record once")
@@ -49,11 +57,14 @@ data_args.add_argument("--blend", type=existing_file,
                        help="a blend file (data/blend.py): sources, counts and sampling methods; the realised counts "
                             "go to OUT/blend.md (default: data/blends/toy_sft.json, the toy SFT split of every domain)")
 parser.add_argument("--skip-bad", action="store_true", help="count and skip malformed lines instead of stopping")
-parser.add_argument("--out", default="runs/sft")
+parser.add_argument("--out", default="runs/sft",
+                    help="run directory: args.json, metrics.jsonl, step_* checkpoints; a run there resumes (flags as "
+                         "in its args.json)")
+add_resume_flag(parser)
 parser.add_argument("--seq-len", type=positive_int, default=512, help="tokens per packed row")
 parser.add_argument("--batch-rows", type=positive_int, default=8, help="rows per optimizer step, over all ranks")
 parser.add_argument("--micro-rows", type=positive_int, default=4, help="rows per forward/backward on one rank")
-parser.add_argument("--epochs", type=positive_float, default=1.0)
+parser.add_argument("--epochs", type=positive_float, default=1.0, help="passes over the data (fractions allowed)")
 parser.add_argument("--max-steps", type=positive_int,
                     help="stop after this many steps, the lr schedule with them (as HF's max_steps; default: the "
                          "epochs' steps)")
@@ -65,10 +76,11 @@ parser.add_argument("--lr", type=non_negative_float,
 parser.add_argument("--min-lr", type=non_negative_float, help="final learning rate (default: --lr / 10)")
 parser.add_argument("--warmup", type=non_negative_float, default=0.1, help="fraction of the steps")
 parser.add_argument("--weight-decay", type=non_negative_float, help="(default: 0.1 with --model, 0.01 for a preset)")
-parser.add_argument("--betas", type=float, nargs=2, default=(0.9, 0.95))
-parser.add_argument("--grad-clip", type=positive_float, default=1.0)
+parser.add_argument("--betas", type=float, nargs=2, default=(0.9, 0.95), help="AdamW's beta1 beta2")
+parser.add_argument("--grad-clip", type=positive_float, default=1.0, help="gradient norm clip")
 parser.add_argument("--no-thinking", action="store_true", help="train the non-thinking format (empty think block)")
-parser.add_argument("--activation-checkpointing", action="store_true")
+parser.add_argument("--activation-checkpointing", action="store_true",
+                    help="recompute each block's activations in the backward pass (the paper's full recompute)")
 parser.add_argument("--save-every", type=non_negative_int,
                     help="steps between resumable checkpoints (0: only the end; default: 1000 with --model, 0 for a "
                          "preset). The paper's SFT is ~55,000 steps of 512 samples (14.1M samples, 2 epochs): 1000 "
@@ -79,7 +91,11 @@ parser.add_argument("--save-dtype", default="auto", choices=("auto", "float32", 
                          "says")
 parser.add_argument("--keep-last", type=non_negative_int, default=2,
                     help="resumable trainer states kept: the newest N (0: all); older steps keep their HF weights")
-parser.add_argument("--seed", type=int, default=0)
+parser.add_argument("--report-to", nargs="+", type=tracking.installed, choices=tracking.SINKS, default=[],
+                    help="also send metrics.jsonl's rows and these flags to W&B (offline unless WANDB_MODE is "
+                         "set; project: WANDB_PROJECT or m2rl) and/or TensorBoard (in OUT/tensorboard)")
+parser.add_argument("--run-name", help="the W&B run's name (default: the last part of --out)")
+parser.add_argument("--seed", type=int, default=0, help="seeds a preset's initial weights and the data order")
 parser.add_argument("--dry-run", nargs="?", const="auto", choices=("auto", "cuda", "cpu"),
                     help="validate every flag, index the data and read a sample of it, then print the plan (steps "
                          "and tokens estimated from the sample, per-rank memory for WORLD_SIZE ranks on GPUs with "
@@ -97,8 +113,7 @@ def main(args):
         return
     rank, world, device = m2rl_dist.init()
     torch.manual_seed(args.seed)
-    out = Path(args.out)
-    m2rl_dist.lock(out)
+    out = Path(args.out)  # untouched until every input is checked: a run that fails validation leaves no --out
 
     # data: a stream of documents (a record rendered in the chat format: token ids, and next-token targets -100 off
     # the assistant turns), packed into rows as the loop needs them; no rank ever holds the data set. A first pass
@@ -107,11 +122,12 @@ def main(args):
     tokenizer = Tokenizer.from_dir(args.model or TINY_DIR)
     check_vocab(Qwen3Config.from_dir(args.model) if args.model else preset_config(args.preset), tokenizer.vocab_size,
                 args.model or f"--preset {args.preset}")  # before any step can index past it
+    if rank == 0:
+        print(f"chat format: {tokenizer.chat_format}")
     blend = realise(load_blend(args.blend) if args.blend else files_blend(args.data))  # indexed and drawn, not read
     lengths = count_tokens(blend, tokenizer, not args.no_thinking, args.skip_bad, rank, world)
     if rank == 0:
         print(blend.table())
-        blend.save(out)  # blend.md + blend.json: what this run trained on
     copies = np.where(lengths > 0, blend.copies(), 0)  # (items,) samples per epoch; dropped lines none
     end = int(args.epochs * copies.sum())  # the run's documents: positions [0, end) of the stream
     n_rows = sum(1 for _ in packed_rows(lengths, copies, args.seq_len, args.seed, 0, end))
@@ -121,6 +137,7 @@ def main(args):
                          f"({world} x {args.micro_rows}): every rank runs the same number of micro-batches")
     if steps == 0:
         raise SystemExit(f"{n_rows} packed rows make no step of --batch-rows {args.batch_rows}")
+    m2rl_dist.lock(out)
     done = m2rl_dist.steps_done(out)
     if done > steps:
         raise SystemExit(f"--epochs {args.epochs} (--max-steps {args.max_steps}) make {steps} steps, but {out} already "
@@ -130,7 +147,11 @@ def main(args):
             print(f"{out} is already at step {done} of {steps}: nothing to do")
         dist.destroy_process_group()
         return
+    if done:
+        check_resumed_args(out, args, RESUME_MAY_CHANGE, announce=rank == 0)
     m2rl_dist.record_args(out, args)
+    if rank == 0:
+        blend.save(out)  # blend.md + blend.json: what this run trained on
 
     # model: built on the meta device, sharded with FSDP2, each rank filling only its shard; optimizer over the shards
     bf16 = device.type == "cuda"
@@ -147,6 +168,7 @@ def main(args):
         if rank == 0:
             print(f"resumed from {resume_from} at step {start}, document {position:,} of {end:,}")
     metrics = Metrics(out / "metrics.jsonl", keep_below=start) if rank == 0 else None
+    tracker = tracking.Tracker(args.report_to if rank == 0 else (), out, vars(args), args.run_name or out.name, start)
 
     # loop
     stream = packed_rows(lengths, copies, args.seq_len, args.seed, position, end)
@@ -181,18 +203,23 @@ def main(args):
         seconds = time.perf_counter() - t0
         peak_rss = m2rl_dist.all_reduce_max(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20)  # kB -> GiB
         if rank == 0:
-            metrics.log({"step": step + 1, "train/loss": loss_value, "train/grad_norm": grad_norm.item(),
-                         "train/lr": lr, "train/target_tokens": n_targets, "time/step_s": seconds,
-                         "train/tokens_per_s": args.batch_rows * args.seq_len / seconds,
-                         "memory/peak_rss_gib": peak_rss})
-            progress.set_postfix(loss=f"{loss_value:.4f}", lr=f"{lr:.2e}")
+            row = {"step": step + 1, "train/loss": loss_value, "train/grad_norm": grad_norm.item(), "train/lr": lr,
+                   "train/target_tokens": n_targets, "time/step_s": seconds,
+                   "train/tokens_per_s": args.batch_rows * args.seq_len / seconds, "memory/peak_rss_gib": peak_rss}
+            metrics.log(row)
+            tracker.log(row)
+            progress.set_postfix_str(live_line(row))
 
         if (args.save_every and (step + 1) % args.save_every == 0) or step + 1 == steps:
             m2rl_dist.save_step(out, step + 1, model, optimizer, source_dir=args.model or TINY_DIR, dtype=save_dtype,
                                 keep_last=args.keep_last, documents=position)
+            if rank == 0:  # SFT has no in-loop evaluation: the curves are drawn with each checkpoint
+                curves.draw_run(out)
     m2rl_dist.link_latest(out, steps)
+    tracker.close()
     if rank == 0:
-        print(f"done: {out / 'latest'} (HF checkpoint), metrics in {out / 'metrics.jsonl'}")
+        print(f"done: {out / 'latest'} (HF checkpoint), metrics in {out / 'metrics.jsonl'}, curves in "
+              f"{out / 'curves.png'}")
     dist.destroy_process_group()
 
 
@@ -322,6 +349,11 @@ def adamw(model, lr, betas, weight_decay):
                               {"params": no_decay, "weight_decay": 0.0}], lr=lr, betas=tuple(betas))
 
 
+def live_line(row: dict) -> str:
+    """A step's row as the progress bar's postfix; tqdm's own ETA sits before it."""
+    return f"loss {row['train/loss']:.4f}, lr {row['train/lr']:.2e}, {row['train/tokens_per_s']:,.0f} tok/s"
+
+
 def lr_at(step, steps, args):
     """Linear warm-up to --lr, then cosine decay to --min-lr."""
     warmup = max(1, int(args.warmup * steps))
@@ -362,6 +394,6 @@ class Metrics:
 
 if __name__ == "__main__":
     try:
-        main(parser.parse_args())
+        main(parse_args(parser))
     except (BlendError, CheckpointError, FileNotFoundError, RecordError) as e:  # bad input: one line naming it
         raise SystemExit(f"error: {e}") from None
