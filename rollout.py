@@ -86,13 +86,15 @@ class VllmEngine:
     """
 
     def __init__(self, model_dir, seed: int = 0, dtype: str = "auto", max_model_len: int | None = None,
-                 gpu_memory_utilization: float = 0.5, kv_cache_gib: float | None = None,
+                 gpu_memory_utilization: float = 0.5, tensor_parallel_size: int = 1, kv_cache_gib: float | None = None,
                  enforce_eager: bool | None = None, **llm_args):
         """dtype "auto" is vLLM's rule (the checkpoint's; fp32 checkpoints run in bf16); max_model_len None is the
         config's max_position_embeddings. KV cache: on CUDA gpu_memory_utilization's share of the GPU unless
         kv_cache_gib is given; on CPU kv_cache_gib (default 1), as vLLM's CPU worker would otherwise reserve
         gpu_memory_utilization of the machine's RAM. enforce_eager defaults to True on CPU (no compile at start),
-        False on CUDA (CUDA graphs). Other keyword arguments go to vllm.LLM as they are (e.g. tensor_parallel_size)."""
+        False on CUDA (CUDA graphs). tensor_parallel_size > 1 shards the model over that many GPUs in vLLM's own
+        worker processes (an evaluation's engine: load_weights hands vLLM this process's tensor iterator, so a
+        trainer's engine keeps 1). Other keyword arguments go to vllm.LLM as they are."""
         os.environ["VLLM_ENABLE_V1_MULTIPROCESSING"] = "0"  # read when the engine starts: set it before
         try:  # imported here: vLLM is optional and takes seconds to import
             from vllm import LLM
@@ -101,13 +103,13 @@ class VllmEngine:
                               "the native engine (open_engine kind 'native')") from e
 
         cuda = torch.cuda.is_available()
-        if cuda:  # vLLM's single-process executor would put every rank's engine on cuda:0; pin it to this rank's GPU
-            llm_args.setdefault("device_ids", [torch.cuda.current_device()])
-        else:
+        if not cuda:
             kv_cache_gib = 1 if kv_cache_gib is None else kv_cache_gib
+        elif tensor_parallel_size == 1:  # vLLM's single-process executor would put every rank's engine on cuda:0
+            llm_args.setdefault("device_ids", [torch.cuda.current_device()])  # pin it to this rank's GPU
         set_num_threads = torch.set_num_threads
         self.llm = LLM(str(model_dir), seed=seed, dtype=dtype, max_model_len=max_model_len,
-                       gpu_memory_utilization=gpu_memory_utilization,
+                       gpu_memory_utilization=gpu_memory_utilization, tensor_parallel_size=tensor_parallel_size,
                        kv_cache_memory_bytes=None if kv_cache_gib is None else int(kv_cache_gib * 2**30),
                        enforce_eager=not cuda if enforce_eager is None else enforce_eager,
                        enable_sleep_mode=cuda, logprobs_mode="processed_logprobs", **llm_args)

@@ -11,6 +11,7 @@ source "$(dirname "$0")/launch.sh"
 
 train train_grpo.py --model "$SFT" --out "$RUNS/mtopd" --engine vllm --steps "$STEPS" \
     --data "$RL_DATA"/{math,code,science,if}.jsonl --domains math,code,science,if \
-    --teachers "math=$RUNS/grpo_math/latest,code=$RUNS/grpo_code/latest,science=$RUNS/grpo_science/latest,if=$RUNS/grpo_if/latest" \
+    --teachers "math=$RUNS/grpo_math/latest" "code=$RUNS/grpo_code/latest" "science=$RUNS/grpo_science/latest" \
+    "if=$RUNS/grpo_if/latest" \
     --prompts-per-step 256 --max-prompt-len 2048 --max-response-len 16384 --protocol m2rl \
     --max-tokens-per-micro-batch 17600 --activation-checkpointing

@@ -372,6 +372,47 @@ def test_an_interrupted_evaluation_resumes_from_the_cache(tmp_path, monkeypatch)
         assert rescore == [3, 4, 4, 4]
 
 
+def test_benchmarks_are_space_or_comma_separated():
+    args = evaluate.parser.parse_args(["--benchmarks", "toy_math", "toy_if,toy_code", "--limit", "1"])
+    assert list(evaluate.load_benchmarks(args)) == ["toy_math", "toy_if", "toy_code"]
+
+
+def test_no_thinking_prompts_end_in_the_empty_think_block(tmp_path, capsys):
+    """--no-thinking reaches every prompt: the cached prompt ids are transformers' apply_chat_template of the record
+    with enable_thinking=False, running the template data/tiny ships (reference), and differ from the default's."""
+    from transformers import AutoTokenizer
+    from model import TINY_DIR
+    hf = AutoTokenizer.from_pretrained(TINY_DIR)
+    records = evaluate.load_benchmarks(evaluate.parser.parse_args(["--benchmarks", "toy_math", "--limit", "3"]))
+    for flags, thinking in (([], True), (["--no-thinking"], False)):
+        run_main(tmp_path / str(thinking), "--k", "1", *flags)
+        prompts = {line["record_id"]: line["prompt_ids"] for line in cached_lines(tmp_path / str(thinking))}
+        assert prompts == {r.id: hf.apply_chat_template(r.messages, add_generation_prompt=True, return_dict=False,
+                                                        enable_thinking=thinking)
+                           for r in records["toy_math"].records}
+        assert "tiny-random: chat format built-in Qwen3 port" in capsys.readouterr().out
+    assert json.loads((tmp_path / "False/args.json").read_text())["no_thinking"] is True
+
+
+def test_vllm_flags_reach_the_engine(tmp_path, monkeypatch):
+    """--gpu-memory-utilization and --tensor-parallel-size go to rollout.open_engine (a recording stand-in that
+    returns the native engine, so no vLLM starts)."""
+    from model import load_model
+    from tokenizer import Tokenizer
+    opened = []
+
+    def recording(where, kind, batch_size, **vllm_args):
+        opened.append((kind, vllm_args))
+        return NativeEngine(load_model(where), Tokenizer.from_dir(where), batch_size)
+    monkeypatch.setattr(evaluate, "open_engine", recording)
+    a = tiny_checkpoint(tmp_path / "a", 1)
+    evaluate.main(evaluate.parser.parse_args(["--models", f"a={a}", "--benchmarks", "toy_math", "--limit", "1", "--k",
+                                              "1", "--max-new-tokens", "2", "--engine", "vllm",
+                                              "--gpu-memory-utilization", "0.7", "--tensor-parallel-size", "2",
+                                              "--out", str(tmp_path / "out")]))
+    assert opened == [("vllm", {"gpu_memory_utilization": 0.7, "tensor_parallel_size": 2})]
+
+
 def test_a_failed_rerun_leaves_no_stale_table_beside_its_args(tmp_path, monkeypatch):
     """Issue 18.12: a rerun that fails validation leaves the previous run whole (its args.json with its table); one
     that fails later leaves its own args.json and none of the previous run's tables, plots or samples."""

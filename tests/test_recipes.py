@@ -25,7 +25,7 @@ def stand_ins(runs: Path, stage: str) -> dict:
     return {"DRY_RUN": "1", "NGPU": "8", "PYTHON": sys.executable, "OMP_NUM_THREADS": "1", "RUNS": str(runs),
             "BASE": str(TINY_SFT), "SFT": str(TINY_SFT), "BLEND": str(ROOT / "data/blends/toy_sft.json"),
             "RL_DATA": str(ROOT / "data/toy/rl"), "BENCH_DIR": str(ROOT / "data/bench"),
-            "BENCHMARKS": "toy_math,toy_code,toy_science,toy_if"}
+            "BENCHMARKS": "toy_math toy_code toy_science toy_if"}
 
 
 @pytest.mark.parametrize("stage", STAGES, ids=[" ".join(s) for s in STAGES])

@@ -112,3 +112,24 @@ def test_open_engine_native_and_unknown_kinds(tmp_path):
     assert all(torch.equal(a, b) for a, b in zip(engine.model.state_dict().values(), model.state_dict().values()))
     with pytest.raises(ValueError, match="unknown engine 'vLLM'"):
         open_engine(tmp_path, "vLLM")
+
+
+@pytest.mark.parametrize("cuda", [False, True])
+def test_vllm_engine_passes_memory_and_tensor_parallel_to_vllm(monkeypatch, cuda):
+    """open_engine(kind "vllm", ...) builds vllm.LLM with the flags' values (a recording stand-in for vllm.LLM, and
+    for CUDA a pretended GPU 3: the real engine's tests are tests/test_rollout_vllm.py). On CUDA the GPU share sizes
+    the KV cache, and a one-GPU engine is pinned to this rank's GPU; with tensor parallelism vLLM places its
+    workers itself. On CPU the KV cache is kv_cache_gib (1 GiB)."""
+    import sys
+    import types
+    built = []
+    monkeypatch.setitem(sys.modules, "vllm", types.SimpleNamespace(LLM=lambda model, **kw: built.append(kw)))
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: cuda)
+    monkeypatch.setattr(torch.cuda, "current_device", lambda: 3)
+    for tp in (1, 2):
+        engine = open_engine(TINY_DIR, "vllm", gpu_memory_utilization=0.7, tensor_parallel_size=tp)
+        kw = built.pop()
+        assert (kw["gpu_memory_utilization"], kw["tensor_parallel_size"]) == (0.7, tp)
+        assert kw["kv_cache_memory_bytes"] == (None if cuda else 2**30)
+        assert kw.get("device_ids") == ([3] if cuda and tp == 1 else None)
+        assert engine.sleep_mode == cuda and engine.tokenizer.vocab_size == 512

@@ -6,6 +6,7 @@ import math
 import pytest
 import torch
 
+import train_grpo
 from model import from_preset
 from rollout import Sample
 from train_grpo import (aggregate, group_advantages, kl_penalty, packed, padded, partition, policy_loss,
@@ -82,14 +83,36 @@ def test_aggregation_shares_sum_to_the_batch_loss(mode):
 
 def test_step_quotas_largest_remainders():
     prompts = {"math": list(range(10)), "code": list(range(5)), "if": list(range(3))}
-    assert step_quotas("math=3,code=1,if=0", prompts, 8)[1] == {"math": 6, "code": 2, "if": 0}
-    assert sum(step_quotas("math=1,code=1,if=1", prompts, 8)[1].values()) == 8
+    assert step_quotas(["math=3", "code=1", "if=0"], prompts, 8)[1] == {"math": 6, "code": 2, "if": 0}
+    assert sum(step_quotas(["math=1", "code=1", "if=1"], prompts, 8)[1].values()) == 8
     pools, quotas = step_quotas(None, prompts, 8)  # the concatenation: one pool
     assert quotas == {"all": 8} and len(pools["all"]) == 18
     with pytest.raises(SystemExit, match="science"):
-        step_quotas("math=1,science=1", prompts, 8)
+        step_quotas(["math=1", "science=1"], prompts, 8)
     with pytest.raises(SystemExit, match="every domain"):
-        step_quotas("math=1", prompts, 8)
+        step_quotas(["math=1"], prompts, 8)
+
+
+def test_labelled_lists_are_space_separated_and_the_comma_form_is_refused():
+    """--teachers and --mix read LABEL=VALUE items as merge/evaluate --models do; the old a=X,b=Y form stops with
+    one line saying so (it would otherwise read as one label whose value holds the rest)."""
+    from model import Qwen3Config
+    sft = str(train_grpo.TINY_SFT)
+    args = train_grpo.parser.parse_args(["--domains", "math,code", "--teachers", f"code={sft}", f"math={sft}",
+                                         "--mix", "math=3", "code=1"])
+    config = Qwen3Config.from_dir(sft)
+    assert train_grpo.check_teachers(args.teachers, ["math", "code"], config) == {"math": sft, "code": sft}
+    assert step_quotas(args.mix, {"math": [0] * 4, "code": [0] * 4}, 8)[1] == {"math": 6, "code": 2}
+    args = train_grpo.parser.parse_args(["--teachers", f"math={sft},code={sft}", "--mix", "math=3,code=1"])
+    with pytest.raises(SystemExit, match=f"--teachers takes space-separated LABEL=VALUE items .*'math={sft},code="):
+        train_grpo.check_teachers(args.teachers, ["math", "code"], config)
+    with pytest.raises(SystemExit, match="--mix takes space-separated LABEL=VALUE items"):
+        step_quotas(args.mix, {"math": [0], "code": [0]}, 8)
+
+
+def test_one_engine_default():
+    import evaluate
+    assert train_grpo.parser.get_default("engine") == evaluate.parser.get_default("engine") == "native"
 
 
 def test_prompts_of_step_walks_seeded_epochs():

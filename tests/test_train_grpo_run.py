@@ -55,7 +55,7 @@ def test_distilling_from_itself_moves_nothing(tmp_path):
         {"name": d, "paths": [str(ROOT / f"data/toy/rl/{d}.jsonl")], "converter": "record", "method": "sample",
          "samples": 20} for d in ("math", "code")]}))
     done = run([sys.executable], tmp_path, *SHORT, "--steps", "1", "--weight-decay", "0", "--blend", str(blend),
-               "--teachers", f"math={SFT},code={SFT}")
+               "--teachers", f"math={SFT}", f"code={SFT}")
     assert done.returncode == 0, done.stderr[-3000:]
     assert json.loads((tmp_path / "blend.json").read_text())  # the realised blend is written beside the run
     assert "math 20, code 20 prompts" in done.stdout
