@@ -148,3 +148,23 @@ def test_a_run_that_fails_validation_leaves_no_out_dir(tmp_path):
                           env=ENV, cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert done.returncode == 1 and f"{bad}:1: missing key 'messages'" in done.stderr.strip().splitlines()[-1]
     assert not (tmp_path / "sft").exists()
+
+
+def test_merge_and_evaluate_args_replay_through_config(tmp_path, capsys):
+    """merge.py records merge_args.json and evaluate.py args.json as vars(args), their defaults filled in (the
+    method's parameters; the protocol's sampling): read back through --config they give the same values."""
+    import evaluate
+    import merge
+    args = merge.parse_args(["--method", "ties_dare", "--weights", "a=2", "--base", "s", "--models", "a=x", "b=y"])
+    path = tmp_path / "merge_args.json"
+    path.write_text(json.dumps(vars(args), indent=2))  # as merge.main writes it
+    assert as_json(merge.parse_args(["--config", str(path)])) == json.loads(path.read_text())
+    assert merge.parse_args(["--config", str(path), "--density", "0.5"]).density == 0.5
+
+    args = parse_args(evaluate.parser, ["--benchmarks", "toy_math", "--limit", "2", "--protocol", "m2rl",
+                                        "--out", str(tmp_path / "eval"), "--dry-run"])
+    evaluate.main(args)  # fills in the protocol's sampling, prints the plan, writes nothing
+    path = tmp_path / "args.json"
+    path.write_text(json.dumps(vars(args), indent=2))  # as evaluate.main writes it
+    assert as_json(parse_args(evaluate.parser, ["--config", str(path)])) == json.loads(path.read_text())
+    assert (args.temperature, args.top_p) == (1.0, 0.7) and "plan" in capsys.readouterr().out
