@@ -171,7 +171,8 @@ parser.add_argument("--keep-last", type=non_negative_int, default=2,
                     help="resumable trainer states kept: the newest N (0: all); older steps keep their HF weights")
 parser.add_argument("--report-to", nargs="+", type=tracking.installed, choices=tracking.SINKS, default=[],
                     help="also send metrics.jsonl's rows and these flags to W&B (offline unless WANDB_MODE is "
-                         "set; project: WANDB_PROJECT or m2rl) and/or TensorBoard (in OUT/tensorboard)")
+                         "set; project: WANDB_PROJECT or m2rl) and/or TensorBoard (in OUT/tensorboard); "
+                         "default: neither")
 parser.add_argument("--run-name", help="the W&B run's name (default: the last part of --out)")
 parser.add_argument("--reward-workers", type=positive_int, help="scoring processes per rank (default: cores / ranks)")
 parser.add_argument("--seed", type=int, default=0, help="seeds the prompts' order and the sampling")
