@@ -1,6 +1,10 @@
-"""Value types for the scripts' command lines. argparse calls them on a flag's text; a bad value stops the script
-at once with argparse's one line naming the flag ("argument --steps: must be >= 1, got 0"), instead of a traceback
-minutes later or, worse, a run that quietly trains with something else."""
+"""The scripts' command lines: value types, config files, the resume check and --help.
+
+Value types: argparse calls them on a flag's text; a bad value stops the script at once with argparse's one line
+naming the flag ("argument --steps: must be >= 1, got 0"), instead of a traceback minutes later or, worse, a run that
+quietly trains with something else. --config FILE gives flags from a file (parse_args), checked by the same types; a
+resume into a run directory whose args.json holds other flags stops (check_resumed_args); HelpFormatter shows every
+flag's default."""
 import argparse
 import json
 import math
