@@ -22,8 +22,9 @@ def qwen25_dir() -> Path:
 
 
 # Real chat prompts for the checkpoint: kinds this project trains on, each wanting well over 64 tokens of answer.
-# Qwen2.5's template puts its default system prompt first where a chat has none; tokenizer.py renders Qwen3's format,
-# which adds nothing, so the system turn is given (tests/test_model.py checks the ids equal the checkpoint's template).
+# Qwen2.5's template puts its default system prompt first where a chat has none (tokenizer.py renders with it, as it
+# differs from Qwen3's); the system turn is given, so the prompts are the same under either format (tests/test_model.py
+# checks the ids equal the checkpoint's template).
 QWEN25_SYSTEM = "You are Qwen, created by Alibaba Cloud. You are a helpful assistant."
 QWEN25_CHATS = [[{"role": "system", "content": QWEN25_SYSTEM}, {"role": "user", "content": c}] for c in (
     "Write a Python function that returns the n-th Fibonacci number iteratively, with a docstring.",
