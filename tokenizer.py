@@ -49,7 +49,8 @@ class Tokenizer:
 
     eos_id is `<|im_end|>`: every sequence in this project is chat-formatted and Qwen3 chat models end their turn
     with it (it is the official tokenizer_config's eos_token). `<|endoftext|>` is the pad token, as in Qwen3's
-    tokenizer_config. Both come from tokenizer.json's added tokens, so tokenizer_config.json is not read.
+    tokenizer_config. Both come from tokenizer.json's added tokens: tokenizer_config.json is read only for a chat
+    template and the special-token strings transformers hands such a template.
     """
 
     def __init__(self, tok: HFTokenizer, chat_template: str | None = None, where: str = "the tokenizer",
@@ -66,7 +67,10 @@ class Tokenizer:
         if chat_template is None:
             self.chat_format = f"built-in Qwen3 port ({where} has no chat template)"
             return
-        template = compile_template(chat_template)
+        try:
+            template = compile_template(chat_template)
+        except jinja2.TemplateSyntaxError as e:
+            raise ValueError(f"{where}: the chat template does not compile (line {e.lineno}: {e.message})") from None
         for name, messages in PROBES.items():
             for kw in probe_settings(messages):
                 try:
@@ -87,8 +91,12 @@ class Tokenizer:
         if not file.is_file():
             raise FileNotFoundError(f"{file} not found: pass a model directory holding Qwen3's tokenizer.json "
                                     f"(or data/tiny/, made by `python tokenizer.py --train-tiny`)")
-        config = json.loads((path / "tokenizer_config.json").read_text()) \
-            if (path / "tokenizer_config.json").is_file() else {}
+        config = {}
+        if (path / "tokenizer_config.json").is_file():
+            try:
+                config = json.loads((path / "tokenizer_config.json").read_text())
+            except json.JSONDecodeError as e:
+                raise ValueError(f"{path / 'tokenizer_config.json'}: not valid JSON ({e})") from None
         # transformers' special_tokens_map, which it passes to the template: some templates write bos_token
         special = {k: v["content"] if isinstance(v, dict) else v for k in ("bos_token", "eos_token", "unk_token",
                                                                           "pad_token") if (v := config.get(k))}

@@ -271,6 +271,16 @@ def test_template_that_agrees_keeps_the_port(tmp_path):
     assert ours.template is not None and "'enable_thinking': False" in ours.chat_format
 
 
+def test_a_broken_template_or_config_is_one_error_naming_the_file(tmp_path):
+    path = checkpoint_with_template(tmp_path / "broken", "{% for m in messages %}{{ m.content }}")
+    with pytest.raises(ValueError, match=f"{path / 'chat_template.jinja'}: the chat template does not compile"):
+        Tokenizer.from_dir(path)
+    (path / "chat_template.jinja").unlink()
+    (path / "tokenizer_config.json").write_text("{")
+    with pytest.raises(ValueError, match=f"{path / 'tokenizer_config.json'}: not valid JSON"):
+        Tokenizer.from_dir(path)
+
+
 def test_real_qwen25_uses_its_own_template(qwen25_dir):
     """Qwen2.5-Coder's chat_template.jinja adds a default system prompt: ours renders it as transformers does."""
     ours, hf = Tokenizer.from_dir(qwen25_dir), AutoTokenizer.from_pretrained(qwen25_dir)
