@@ -5,9 +5,10 @@
 
 The panels, each drawn only where some run logged its key: reward and response length per domain (the step's
 rollouts, then the in-loop evaluation's), the loss terms (loss, KL, MT-OPD's reverse KL per domain, clip fraction,
-gradient norm), entropy, the learning rate, and the time split of a step (generate / reward / logprob / train / sync
-for GRPO, the whole step for SFT). Both trainers write OUT/curves.png with the same function at each evaluation and at
-the end. Runs are read from their metrics.jsonl only, never from logs.
+gradient norm), entropy, the learning rate, throughput, and the time split of a step (generate / reward / logprob /
+train / sync for GRPO, the whole step for SFT). Both trainers write OUT/curves.png with draw_run: train_grpo.py at each
+evaluation, train_sft.py with each checkpoint, both at the end. Runs are read from their metrics.jsonl only, never from
+logs.
 """
 import argparse
 import json
@@ -21,8 +22,8 @@ from matplotlib.ticker import MaxNLocator
 from cli import HelpFormatter
 from evaluate import save_figure
 
-# (title, pattern over metrics keys): a pattern with a group makes one panel per value of the group (a domain), in the
-# order below, "all" first; a title with no "{}" puts every matching key in one panel (the time split)
+# (title, pattern over metrics keys), in the order drawn: a title with "{}" makes one panel per value of the pattern's
+# group (a domain: "all", then by name); one without puts every matching key in one panel (the time split)
 PANELS = [
     ("reward/{}/mean", r"reward/([^/]+)/mean"),
     ("rollout/{}/response_len", r"rollout/([^/]+)/response_len"),
@@ -35,6 +36,8 @@ PANELS = [
     ("train/grad_norm", r"train/grad_norm"),
     ("train/entropy", r"train/entropy"),
     ("train/lr", r"train/lr"),
+    ("rollout/tokens_per_s", r"rollout/tokens_per_s"),
+    ("train/tokens_per_s", r"train/tokens_per_s"),
     ("time/*_s (seconds per step)", r"time/(.+)_s"),
 ]
 COLUMNS = 4
@@ -94,7 +97,8 @@ def figure(runs: dict[str, list[dict]]) -> Figure:
                 # a run keeps its colour in every panel; in a panel of several keys the key sets the colour, the run
                 # the line style
                 label = run if len(keys) == 1 else key if len(runs) == 1 else f"{run}: {key}"
-                style = {"color": f"C{r}"} if len(keys) == 1 else {"color": f"C{k}", "linestyle": LINESTYLES[r % 4]}
+                style = ({"color": f"C{r}"} if len(keys) == 1
+                         else {"color": f"C{k}", "linestyle": LINESTYLES[r % len(LINESTYLES)]})
                 # few points (a short run, the evaluations) would draw a line too thin to see, or nothing at all
                 ax.plot(*zip(*points), label=label, marker="." if len(points) < 50 else None, **style)
         ax.set_title(title, fontsize=9)
@@ -116,7 +120,7 @@ def draw(runs: dict[str, list[dict]], path: Path) -> list[str]:
 
 
 def draw_run(run_dir) -> list[str]:
-    """RUN/curves.png from RUN/metrics.jsonl: what the trainers call at each evaluation and at the end."""
+    """RUN/curves.png from RUN/metrics.jsonl, labelled by the directory's name: what the trainers call."""
     run_dir = Path(run_dir)
     return draw({run_dir.name: read_metrics(run_dir)}, run_dir / "curves.png")
 

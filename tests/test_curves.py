@@ -73,7 +73,8 @@ def test_a_grpo_run_draws_a_panel_per_logged_quantity_with_its_metrics(mixed):
     assert step_domains <= {"all", *DOMAINS} and len(step_domains) > 2
     expected = ({f"reward/{d}/mean" for d in step_domains} | {f"rollout/{d}/response_len" for d in step_domains}
                 | {f"eval/{d}/{m}" for d in ["all", *DOMAINS] for m in ("reward", "response_len")}
-                | {"train/loss", "train/kl", "train/entropy", "train/clip_fraction", "train/grad_norm"})
+                | {"train/loss", "train/kl", "train/entropy", "train/clip_fraction", "train/grad_norm",
+                   "rollout/tokens_per_s"})
     assert expected <= set(titles)
     assert titles.index("reward/all/mean") < titles.index(f"reward/{sorted(step_domains - {'all'})[0]}/mean")
 
@@ -142,7 +143,8 @@ def test_an_sft_run_draws_its_curves_and_shows_loss_lr_and_throughput(tmp_path):
                  "--micro-rows", "2", "--max-steps", "2")
     logged = rows(tmp_path / "sft")
     titles = curves.draw({"sft": logged}, tmp_path / "redrawn.png")
-    assert {"train/loss", "train/lr", "train/grad_norm", "time/*_s (seconds per step)"} <= set(titles)
+    assert {"train/loss", "train/lr", "train/grad_norm", "train/tokens_per_s", "time/*_s (seconds per step)"} <= set(
+        titles)
     assert png_size(tmp_path / "sft" / "curves.png") == png_size(tmp_path / "redrawn.png")
     line = sft_live_line(logged[-1])
     assert line == (f"loss {logged[-1]['train/loss']:.4f}, lr {logged[-1]['train/lr']:.2e}, "
