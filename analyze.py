@@ -79,7 +79,7 @@ from matplotlib.figure import Figure
 from tqdm import tqdm
 
 from benchmarks import fill
-from cli import HelpFormatter, non_negative_float, positive_int
+from cli import HelpFormatter, listed, non_negative_float, positive_int
 from data.record import DOMAINS, load_records
 from evaluate import load_benchmarks, save_figure
 from merge import Checkpoints, label_pairs, on_base_precision, tensor_headers
@@ -126,7 +126,8 @@ def parse_args(argv=None):
     k.add_argument("--eval", help="evaluate.py's --out, for Δ = Avg(multi) − Avg(expert) (models named as here)")
     k.add_argument("--benchmarks", nargs="+", default=[], metavar="DOMAIN=BENCHMARK",
                    help="the benchmark giving a domain's Δ (default toy_DOMAIN)")
-    k.add_argument("--engine", default="auto", choices=["auto", "native", "vllm"], help="sampling engine (rollout.py)")
+    k.add_argument("--engine", default="native", choices=["native", "vllm", "auto"],
+                   help="sampling engine (rollout.py; native by default, as in train_grpo.py and evaluate.py)")
     k.add_argument("--batch-size", type=positive_int, default=64,
                    help="sequences per engine call and per scoring forward")
     k.add_argument("--device", default="cpu", help="where the models score, e.g. cuda")
@@ -136,14 +137,16 @@ def parse_args(argv=None):
     g.add_argument("--sft", default="sft", help="the SFT model's name in the evaluation")
     g.add_argument("--experts", nargs="+", default=list(DOMAINS), help="the single-task models' names")
     g.add_argument("--combined", nargs="+", default=["rl-multi"], help="RL-multi, merges, MT-OPD: names")
-    g.add_argument("--benchmarks", help="comma-separated (default: every benchmark evaluated for --sft)")
+    g.add_argument("--benchmarks", nargs="+", metavar="NAME",
+                   help="space- or comma-separated (default: every benchmark evaluated for --sft)")
 
     v = sub.add_parser("self-verify", parents=[seeded], help="each model judges its own responses: outcome, process")
     v.add_argument("--models", nargs="+", required=True, metavar="NAME=DIR",
                    help="the judges, named as in the evaluation: each judges its own samples")
     v.add_argument("--eval", default="results",
                    help="evaluate.py's --out (samples/<model>/<benchmark>.jsonl and args.json)")
-    v.add_argument("--benchmarks", help="comma-separated (default: every benchmark evaluated for the first model)")
+    v.add_argument("--benchmarks", nargs="+", metavar="NAME",
+                   help="space- or comma-separated (default: every benchmark evaluated for the first model)")
     v.add_argument("--limit", type=positive_int, help="the first N items of each benchmark, each with all its samples")
     v.add_argument("--sft", default="sft", help="the model the claims compare with")
     v.add_argument("--multi", default="rl-multi", help="the multi-task RL model, for the claim that it improves both")
@@ -153,7 +156,8 @@ def parse_args(argv=None):
                    help="the judge's budget: its thinking and verdict")
     v.add_argument("--thinking", action=argparse.BooleanOptionalAction, default=True,
                    help="Qwen3's thinking mode for the judge (--no-thinking: the empty think block)")
-    v.add_argument("--engine", default="auto", choices=["auto", "native", "vllm"], help="judging engine (rollout.py)")
+    v.add_argument("--engine", default="native", choices=["native", "vllm", "auto"],
+                   help="judging engine (rollout.py; native by default, as in train_grpo.py and evaluate.py)")
     v.add_argument("--batch-size", type=positive_int, default=64, help="judge prompts per engine call")
 
     sub.add_parser("demo", parents=[seeded], help="weights and kl on the tiny preset (the default command)")
@@ -538,7 +542,7 @@ def average(per_item: dict) -> float:
 def gains(args, out: Path):
     samples = Path(args.eval) / "samples"
     if args.benchmarks:
-        benchmarks = args.benchmarks.split(",")
+        benchmarks = listed(args.benchmarks)
     else:
         benchmarks = sorted(p.stem for p in (samples / args.sft).glob("*.jsonl"))
         if not benchmarks:
@@ -666,7 +670,7 @@ def self_verify(args, out: Path):
     models = label_pairs(args.models, "--models")
     samples = Path(args.eval) / "samples"
     first = next(iter(models))
-    benchmarks = (args.benchmarks.split(",") if args.benchmarks
+    benchmarks = (listed(args.benchmarks) if args.benchmarks
                   else sorted(p.stem for p in (samples / first).glob("*.jsonl")))
     if not benchmarks:
         raise SystemExit(f"{samples / first}: no benchmark evaluated for {first!r}; run evaluate.py --models "

@@ -48,6 +48,11 @@ def existing_file(text: str) -> str:
     return text
 
 
+def listed(items: list[str]) -> list[str]:
+    """A list flag's values (nargs="+"), each of which may be comma-separated too: ['a', 'b,c'] -> ['a', 'b', 'c']."""
+    return [name for item in items for name in item.split(",") if name]
+
+
 def _checked(value, text, ok, bound):
     # int()/float() raising ValueError is argparse's own "invalid positive_int value: 'x'"
     if not ok(value):

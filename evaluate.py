@@ -58,8 +58,8 @@ from tqdm import tqdm
 
 import rewards
 from benchmarks import BENCHMARKS, BenchmarkError, Options, load, read_templates
-from cli import (HelpFormatter, add_config_flag, non_negative_float, non_negative_int, parse_args, positive_int,
-                 probability)
+from cli import (HelpFormatter, add_config_flag, listed, non_negative_float, non_negative_int, parse_args,
+                 positive_int, probability)
 from merge import label_pairs
 from model import (TINY_DIR, CheckpointError, Qwen3Config, SamplingParams, check_vocab, from_preset, preset_config,
                    read_json, write_atomic)
@@ -178,7 +178,7 @@ def model_names(models: dict) -> dict:
 
 
 def load_benchmarks(args) -> dict:
-    names = [name for item in args.benchmarks for name in item.split(",") if name]  # a,b c: a b c
+    names = listed(args.benchmarks)
     unknown = [b for b in names if b not in BENCHMARKS]
     if unknown:
         raise SystemExit(f"unknown benchmark(s) {unknown}; known: {', '.join(BENCHMARKS)}")

@@ -396,6 +396,11 @@ def test_gain_consistency_by_hand(tmp_path):
     assert report["gained_items"]["union"] == {"b1": 2, "b2": 1, "all": 3}
     assert report["accuracy"]["code"]["b1"] == pytest.approx((0.5 + 1 + 1) / 3)
     assert (tmp_path / "out" / "plots" / "gains.png").exists()
+    for names in (["b2", "b1"], ["b2,b1"]):  # --benchmarks by space or comma, in the order given
+        analyze.main(["gains", f"--eval={tmp_path / 'eval'}", "--sft=sft", "--experts", "math", "code",
+                      "--combined", "ties", "--benchmarks", *names, f"--out={tmp_path / 'picked'}"])
+        picked = json.loads((tmp_path / "picked" / "gains.json").read_text())
+        assert picked["benchmarks"] == ["b2", "b1"] and picked["consistency"]["ties"]["b2"] == pytest.approx(1.0)
 
 
 def test_sample_reader_names_file_line_and_key(tmp_path):

@@ -111,8 +111,11 @@ def test_labelled_lists_are_space_separated_and_the_comma_form_is_refused():
 
 
 def test_one_engine_default():
+    import analyze
     import evaluate
     assert train_grpo.parser.get_default("engine") == evaluate.parser.get_default("engine") == "native"
+    kl = analyze.parse_args(["kl", "--experts", "math=x", "--multi", "m=y"])
+    assert kl.engine == analyze.parse_args(["self-verify", "--models", "m=x"]).engine == "native"
 
 
 def test_prompts_of_step_walks_seeded_epochs():
