@@ -196,7 +196,7 @@ class Attention(nn.Module):
         else:
             q, k, v = (t.transpose(1, 2) for t in (q, k, v))  # (B, heads, T, head_dim)
             if cache is not None:
-                k, v = cache.update(cache_pos, k, v)  # (B, n_kv, S_max, head_dim)
+                k, v = cache.update(cache_pos, k, v)  # (B, n_kv, cache_pos+T, head_dim): the columns so far
             y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, enable_gqa=self.n_kv_heads != self.n_heads)
             y = y.transpose(1, 2)  # (B, T, n_heads, head_dim)
         return self.o_proj(y.reshape(B, T, self.n_heads * self.head_dim))
@@ -261,8 +261,8 @@ class Qwen3ForCausalLM(nn.Module):
 
         Training (caches=None): rows may hold several documents packed end to end, marked by position_ids restarting at
         0; attention never crosses a document boundary. Without position_ids each row is one document.
-        Generation (caches given): input_ids sit at cache columns cache_pos (T,), position_ids are per row (left padding
-        makes them differ), and the caches' `valid` masks hide padding.
+        Generation (caches given): input_ids fill cache columns cache_pos .. cache_pos+T-1 (cache_pos an int),
+        position_ids are per row (left padding makes them differ), and the caches' `valid` masks hide padding.
         """
         B, T = input_ids.shape
         if position_ids is None:
@@ -271,7 +271,7 @@ class Qwen3ForCausalLM(nn.Module):
         x = self.model.embed_tokens(input_ids)  # (B, T, hidden) in the compute dtype, which picks the attention kernel
         mask, cu_seqlens = None, None
         if caches is not None:
-            mask = caches[0].attention_mask(cache_pos)
+            mask = caches[0].attention_mask(cache_pos, T)
         elif use_flash_attn(x):
             cu_seqlens = packed_cu_seqlens(position_ids)
         else:
@@ -633,18 +633,23 @@ class KVCache(nn.Module):
         self.v = torch.zeros_like(self.k)
         self.valid = valid  # shared by all layers
 
-    def update(self, pos, k, v):  # pos: (T,) columns; k, v: (B, n_kv, T, head_dim)
-        self.k[:, :, pos] = k
-        self.v[:, :, pos] = v
-        return self.k, self.v
+    def update(self, start: int, k, v):  # k, v: (B, n_kv, T, head_dim) for columns start .. start+T-1
+        end = start + k.shape[2]
+        self.k[:, :, start:end] = k
+        self.v[:, :, start:end] = v
+        return self.k[:, :, :end], self.v[:, :, :end]  # only the columns written so far: attention reads no more
 
-    def attention_mask(self, pos):
-        """(B, 1, T, S_max): causal over columns, real keys only — and each query always sees itself, so a padding
+    def attention_mask(self, start: int, T: int):
+        """(B, 1, T, start+T): causal over columns, real keys only — and each query always sees itself, so a padding
         query never has a fully masked row (some SDPA backends return NaN for one, and 0 * NaN leaks through values)."""
-        cols = torch.arange(self.valid.shape[1], device=pos.device)
-        causal = cols[None, :] <= pos[:, None]  # (T, S_max)
+        end = start + T
+        if T == 1:  # a decode step: its own column is valid, and every earlier one is causal
+            return self.valid[:, None, None, :end]
+        cols = torch.arange(end, device=self.valid.device)
+        pos = cols[start:]
+        causal = cols[None, :] <= pos[:, None]  # (T, end)
         own = cols[None, :] == pos[:, None]
-        return ((causal[None] & self.valid[:, None, :]) | own[None])[:, None]
+        return ((causal[None] & self.valid[:, None, :end]) | own[None])[:, None]
 
 
 @dataclass
@@ -678,10 +683,24 @@ def sample_next(logits, sp: SamplingParams, generator):
     return tokens, logprobs.gather(-1, tokens[:, None])[:, 0]
 
 
+def decode_step(model: Qwen3ForCausalLM, tokens, positions, caches, col: int):
+    """tokens, positions (B, T) written at cache columns col .. col+T-1 -> fp32 logits (B, V) of the last one."""
+    return model.logits(model(tokens, positions, caches, col)[:, -1])
+
+
+# The decode step through inductor: it fuses the ~50 small ops per layer around the matmuls and attention (norms, RoPE,
+# SiLU, residuals), which eager runs one dispatch at a time. dynamic=True compiles once for every batch size and cache
+# column (symbolic shapes), so the columns a step attends to grow without a recompile. Compiled on first call.
+compiled_decode_step = torch.compile(decode_step, dynamic=True)
+
+
 @torch.no_grad()
-def generate(model: Qwen3ForCausalLM, prompts: list[list[int]], sp: SamplingParams, pad_id: int = 0):
+def generate(model: Qwen3ForCausalLM, prompts: list[list[int]], sp: SamplingParams, pad_id: int = 0,
+             compile: bool = False):
     """Batched sampling for prompts of different lengths. Returns one dict per prompt: `token_ids` (generated, ending
-    with the stop token when one was hit), `logprobs` (one per generated token) and `finish_reason` ('stop'|'length')."""
+    with the stop token when one was hit), `logprobs` (one per generated token) and `finish_reason` ('stop'|'length').
+    compile=True runs the decode steps through compiled_decode_step: the same tokens (tested), faster per step, once
+    the process has paid the compile (tens of seconds on CPU, then cached on disk by inductor)."""
     device = model.lm_head.weight.device
     cfg, B = model.config, len(prompts)
     L = max(len(p) for p in prompts)
@@ -698,12 +717,13 @@ def generate(model: Qwen3ForCausalLM, prompts: list[list[int]], sp: SamplingPara
     generator.manual_seed(sp.seed if sp.seed is not None else torch.seed())
     stop = torch.tensor(sp.stop_token_ids or [-1], device=device)
 
-    hidden = model(ids, positions, caches, torch.arange(L, device=device))  # prefill
-    next_pos = positions[:, -1] + 1
+    step_fn = compiled_decode_step if compile else decode_step
+    logits = decode_step(model, ids, positions, caches, 0)  # prefill, eager: one call of its own shape
+    next_pos = positions[:, -1:] + 1  # (B, 1)
     tokens_out, logprobs_out = [], []
     done = torch.zeros(B, dtype=torch.bool, device=device)
     for step in range(sp.max_new_tokens):
-        tokens, logprobs = sample_next(model.logits(hidden[:, -1]), sp, generator)
+        tokens, logprobs = sample_next(logits, sp, generator)
         tokens_out.append(tokens.masked_fill(done, -1))  # -1 marks "after the stop token" for a finished row
         logprobs_out.append(logprobs)
         done |= torch.isin(tokens, stop)
@@ -711,7 +731,7 @@ def generate(model: Qwen3ForCausalLM, prompts: list[list[int]], sp: SamplingPara
             break
         col = L + step  # finished rows keep decoding harmlessly: their outputs are masked above
         valid[:, col] = True
-        hidden = model(tokens[:, None], next_pos[:, None], caches, torch.tensor([col], device=device))
+        logits = step_fn(model, tokens[:, None], next_pos, caches, col)
         next_pos += 1
 
     tokens_out, logprobs_out = torch.stack(tokens_out, 1).tolist(), torch.stack(logprobs_out, 1).tolist()

@@ -2,10 +2,14 @@
 
     .venv/bin/python bench/generate.py            # batch 64, 128 new tokens, tiny preset, greedy, CPU
 
-Both decode exactly --new-tokens tokens per row (no early stop) from the same left-padded prompts; the figure is
-generated tokens per second of wall time, best of --repeats, and the ratio native / transformers.
+Both decode exactly --new-tokens tokens per row (no early stop) from the same left-padded prompts. After one warm-up
+call each, the engines run in turns (native, transformers, native, ...) --repeats times, so that load from other
+processes slows both alike; the figure is generated tokens per second of wall time, median [min-max] over the
+repeats, and the ratio native / transformers of the medians beside the range of the per-turn ratios (each turn's
+two calls ran back to back). The greedy tokens of the two are compared as a check that both did the same work.
 """
 import argparse
+import statistics
 import sys
 import tempfile
 import time
@@ -20,7 +24,7 @@ parser = argparse.ArgumentParser()
 parser.add_argument("--preset", default="tiny")
 parser.add_argument("--batch", type=int, default=64)
 parser.add_argument("--new-tokens", type=int, default=128)
-parser.add_argument("--repeats", type=int, default=3)
+parser.add_argument("--repeats", type=int, default=5)
 parser.add_argument("--threads", type=int, default=torch.get_num_threads())
 args = parser.parse_args()
 torch.set_num_threads(args.threads)
@@ -41,26 +45,41 @@ input_ids = torch.tensor([[0] * (L - len(p)) + p for p in prompts])
 attention_mask = torch.tensor([[0] * (L - len(p)) + [1] * len(p) for p in prompts])
 
 
-def run_native():
-    generate(model, prompts, SamplingParams(max_new_tokens=args.new_tokens, temperature=0))
+def run_native(compile=False):
+    out = generate(model, prompts, SamplingParams(max_new_tokens=args.new_tokens, temperature=0), compile=compile)
+    return [o["token_ids"] for o in out]
 
 
 def run_transformers():
     with torch.no_grad():
-        hf.generate(input_ids, attention_mask=attention_mask, max_new_tokens=args.new_tokens,
-                    min_new_tokens=args.new_tokens, do_sample=False, eos_token_id=None, pad_token_id=0)
+        out = hf.generate(input_ids, attention_mask=attention_mask, max_new_tokens=args.new_tokens,
+                          min_new_tokens=args.new_tokens, do_sample=False, eos_token_id=None, pad_token_id=0)
+    return out[:, L:].tolist()
 
 
-def tokens_per_s(fn):
-    best = float("inf")
-    for _ in range(args.repeats):
+peer = f"transformers {transformers.__version__}"
+engines = {"native": run_native, "native, compiled decode step": lambda: run_native(compile=True),
+           peer: run_transformers}
+tokens = {}
+for name, fn in engines.items():  # warm-up: first-call costs (allocator, lazy init, the compile)
+    t0 = time.perf_counter()
+    tokens[name] = fn()
+    print(f"warm-up {name}: {time.perf_counter() - t0:.1f} s")
+seconds = {name: [] for name in engines}
+for _ in range(args.repeats):
+    for name, fn in engines.items():
         t0 = time.perf_counter()
         fn()
-        best = min(best, time.perf_counter() - t0)
-    return args.batch * args.new_tokens / best
+        seconds[name].append(time.perf_counter() - t0)
 
-
-native, peer = tokens_per_s(run_native), tokens_per_s(run_transformers)
-print(f"| preset {args.preset}, batch {args.batch}, {args.new_tokens} new tokens, {args.threads} threads "
-      f"| native {native:,.0f} tok/s | transformers {transformers.__version__} {peer:,.0f} tok/s "
-      f"| ratio {native / peer:.2f}x |")
+n = args.batch * args.new_tokens
+print(f"preset {args.preset}, batch {args.batch}, {args.new_tokens} new tokens, {args.threads} threads, "
+      f"{args.repeats} interleaved repeats; tokens/s median [min-max], ratio of medians [range over turns]")
+print("| engine | tokens/s | vs transformers | greedy rows identical to transformers' |")
+print("|---|---|---|---|")
+for name, s in seconds.items():
+    turns = [p / t for t, p in zip(s, seconds[peer])]
+    same = sum(a == b for a, b in zip(tokens[name], tokens[peer]))
+    print(f"| {name} | {n / statistics.median(s):,.0f} [{n / max(s):,.0f}-{n / min(s):,.0f}] "
+          f"| {statistics.median(seconds[peer]) / statistics.median(s):.2f}x [{min(turns):.2f}-{max(turns):.2f}] "
+          f"| {same}/{args.batch} |")
