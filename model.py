@@ -633,6 +633,8 @@ class KVCache(nn.Module):
 
     def __init__(self, B, S_max, n_kv_heads, head_dim, dtype, device, valid):
         super().__init__()
+        # zeros: a masked column still meets its value in attention (0 * NaN is NaN), and columns left of a prefill
+        # group's longest prompt are never written
         self.k = torch.zeros(B, n_kv_heads, S_max, head_dim, dtype=dtype, device=device)
         self.v = torch.zeros_like(self.k)
         self.valid = valid  # shared by all layers
@@ -698,6 +700,27 @@ def decode_step(model: Qwen3ForCausalLM, tokens, positions, caches, col: int):
 compiled_decode_step = torch.compile(decode_step, dynamic=True)
 
 
+PREFILL_ROWS = 16  # rows per prefill group
+
+
+def prefill(model: Qwen3ForCausalLM, ids, positions, caches):
+    """Runs the left-padded prompts ids (B, L) into the caches' first L columns -> fp32 logits (B, V) of each prompt's
+    last token. Rows go in groups of PREFILL_ROWS of similar length, each group padded only to its own longest prompt:
+    for 64 prompts of 8-47 tokens (bench/generate.py) that is 2,000 tokens through the model instead of 3,008."""
+    B, L = ids.shape
+    valid = caches[0].valid[:, :L]
+    lengths = valid.sum(1)
+    logits = torch.empty(B, model.config.vocab_size, device=ids.device)
+    for rows in lengths.argsort(stable=True).split(PREFILL_ROWS):
+        start = L - int(lengths[rows].max())
+        group = [KVCache(len(rows), L - start, c.k.shape[1], c.k.shape[3], c.k.dtype, c.k.device, valid[rows, start:])
+                 for c in caches]
+        logits[rows] = decode_step(model, ids[rows, start:], positions[rows, start:], group, 0)
+        for c, g in zip(caches, group):
+            c.k[rows, :, start:L], c.v[rows, :, start:L] = g.k, g.v
+    return logits
+
+
 @torch.no_grad()
 def generate(model: Qwen3ForCausalLM, prompts: list[list[int]], sp: SamplingParams, pad_id: int = 0,
              compile: bool = False):
@@ -722,7 +745,7 @@ def generate(model: Qwen3ForCausalLM, prompts: list[list[int]], sp: SamplingPara
     stop = torch.tensor(sp.stop_token_ids or [-1], device=device)
 
     step_fn = compiled_decode_step if compile else decode_step
-    logits = decode_step(model, ids, positions, caches, 0)  # prefill, eager: one call of its own shape
+    logits = prefill(model, ids, positions, caches)  # eager: a few calls, each of its own shape
     next_pos = positions[:, -1:] + 1  # (B, 1)
     tokens_out, logprobs_out = [], []
     done = torch.zeros(B, dtype=torch.bool, device=device)

@@ -103,6 +103,22 @@ def test_greedy_generation_matches_transformers_with_kv_cache(name, tmp_path):
         assert o["finish_reason"] == "length"
 
 
+def test_prefill_length_groups_match_transformers(tmp_path, monkeypatch):
+    """prefill runs rows in groups sorted by prompt length, each padded to its own longest prompt: with 3 rows a group,
+    7 prompts in no length order make 3 groups, each starting at a different cache column; greedy tokens equal
+    transformers' (one prompt at a time, no padding) and each row keeps its place."""
+    monkeypatch.setattr(m2rl_model, "PREFILL_ROWS", 3)
+    ref = hf_model("tied-gqa4-bias", seed=4)
+    ref.save_pretrained(tmp_path)
+    ours = load_model(tmp_path)
+    prompts = [[5, 17, 33], list(range(20, 31)), [40], [3, 60, 61, 62, 70], [7, 8], list(range(40, 47)), [90] * 4]
+    out = generate(ours, prompts, SamplingParams(max_new_tokens=16, temperature=0))
+    for p, o in zip(prompts, out):
+        want = ref.generate(torch.tensor([p]), max_new_tokens=16, do_sample=False, eos_token_id=None,
+                            pad_token_id=0, min_new_tokens=16)[0, len(p):].tolist()
+        assert o["token_ids"] == want
+
+
 def test_compiled_decode_step_greedy_matches_transformers(tmp_path):
     """generate(compile=True), the inductor-compiled decode step, against transformers' greedy generate: the same tokens
     for prompts of different lengths, over two batch sizes and two lengths (one compile serves all: dynamic shapes);
