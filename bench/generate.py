@@ -6,8 +6,8 @@ Both decode exactly --new-tokens tokens per row (no early stop) from the same le
 call each, the engines run in turns (native, native compiled, transformers, native, ...) --repeats times, so that
 load from other processes slows all alike; the figure is generated tokens per second of wall time, median [min-max]
 over the repeats, and the ratio native / transformers of the medians beside the range of the per-turn ratios (each
-turn's calls ran back to back). The same ratios in process CPU time are less sensitive to other processes sharing the cores
-(time slicing does not count; cache contention still does). The native engine runs twice: eager, and with its
+turn's calls ran back to back). The same ratios in process CPU time are less sensitive to other processes sharing
+the cores (time slicing does not count; cache contention still does). The native engine runs twice: eager, and with its
 decode step compiled (generate(compile=True); the compile is paid in the warm-up call, whose time is printed). The
 greedy tokens are compared with transformers' as a check that all did the same work.
 """
