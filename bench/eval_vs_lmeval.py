@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/eval_vs_lmeval.py --model /root/qwen25-coder --limit 40 --max-new-tokens 512
     .venv/bin/python bench/eval_vs_lmeval.py --model data/tiny-sft --limit 4 --max-new-tokens 16   # the plumbing
+    .venv/bin/python bench/eval_vs_lmeval.py --responses ../shared/peer/ifeval/gpt4_responses.jsonl  # scoring only
 
 Both sides are greedy, in --dtype, with the model's own chat template (its default system turn included: lm-eval's
 --apply_chat_template renders it with transformers, we with tokenizer.py) and the same max new tokens, on the first
@@ -29,6 +30,11 @@ The report (--out/eval_vs_lmeval.md, printed):
    character that is not a letter, which the official code (and lm-eval's copy) replaces with a random one. A text
    holding `</think>` is marked: rewards/ scores only what follows it (the thinking models' answer), lm-eval the
    whole text. And the accuracies of both on the prompts whose generations are identical, which must agree exactly.
+
+--responses FILE loads no model: it scores FILE's responses (IFEval's response format) with lm-eval's own
+process_results, run in its venv, and with rewards/ifeval.py, and compares the counts and the per-instruction
+verdicts prompt by prompt (--out/scoring.md). On GPT-4's published responses both must give the official checker's
+counts that ../shared/peer/README.md lists.
 """
 import argparse
 import json
@@ -61,11 +67,16 @@ parser.add_argument("--batch-size", type=int, default=16, help="prompts per gene
 parser.add_argument("--lmeval-python", default="/root/lmeval-venv/bin/python",
                     help="python of the venv holding lm-eval")
 parser.add_argument("--out", default=str(ROOT / "bench/results/eval_vs_lmeval"))
+parser.add_argument("--responses", help="no model: score this file's responses (IFEval's response format, prompt and "
+                                        "response per line, e.g. ../shared/peer/ifeval/gpt4_responses.jsonl) with "
+                                        "lm-eval's checks and with rewards/ifeval.py, prompt by prompt")
 
 
 def main(args):
     out = Path(args.out).absolute()
     records = load("ifeval", Path(args.ifeval), Options()).records[:args.limit]
+    if args.responses:
+        return compare_scoring(args, records, out)
     model = model_in_dtype(Path(args.model).absolute(), args.dtype, out)
     tokenizer = Tokenizer.from_dir(model)
 
@@ -202,6 +213,50 @@ def run_lmeval(args, model: Path, out: Path):
             "prompt": row["arguments"]["gen_args_0"]["arg_0"], "text": row["filtered_resps"][0],
             "strict": row["inst_level_strict_acc"], "loose": row["inst_level_loose_acc"]}
     return samples, aggregate, seconds
+
+
+LMEVAL_SCORER = """
+import json, sys
+from lm_eval.tasks.ifeval.utils import process_results
+rows = [json.loads(line) for line in open(sys.argv[1])]
+json.dump([process_results(row["doc"], [row["response"]]) for row in rows], open(sys.argv[2], "w"))
+"""
+
+
+def compare_scoring(args, records, out: Path):
+    """--responses: the same texts through lm-eval's process_results (its venv) and rewards/ifeval.py."""
+    responses = {}
+    for line in Path(args.responses).read_text(encoding="utf-8").splitlines():
+        row = json.loads(line)
+        responses[row["prompt"]] = row["response"]
+    rows = [json.loads(line) for line in Path(args.ifeval).read_text(encoding="utf-8").splitlines()]
+    docs = {f"ifeval-{row['key']}": row for row in rows}
+    records = [r for r in records if docs[r.id]["prompt"] in responses]
+    nltk_data = out / "nltk_data"
+    write_punkt_tab(nltk_data / "tokenizers/punkt_tab/english")
+    (out / "to_score.jsonl").write_text("".join(
+        json.dumps({"doc": docs[r.id], "response": responses[docs[r.id]["prompt"]]}) + "\n" for r in records))
+    subprocess.run([args.lmeval_python, "-c", LMEVAL_SCORER, str(out / "to_score.jsonl"), str(out / "scored.json")],
+                   check=True, env={**os.environ, "NLTK_DATA": str(nltk_data)})
+    lmeval = json.loads((out / "scored.json").read_text())
+    theirs = {r.id: {"strict": v["inst_level_strict_acc"], "loose": v["inst_level_loose_acc"]}
+              for r, v in zip(records, lmeval)}
+    ours = {r.id: rewards.score(r, responses[docs[r.id]["prompt"]]).info for r in records}
+    exact = [r for r in records if r.id not in COIN_FLIPS]
+    differ = [r.id for r in exact if any(ours[r.id][m] != theirs[r.id][m] for m in ("strict", "loose"))]
+    lines = [f"# IFEval scoring: lm-eval's checks vs rewards/ifeval.py on {args.responses}", "",
+             f"{len(records)} prompts with a response; {len(exact)} without keys 1122, 1129 (random in the official "
+             f"code), {sum(len(docs[r.id]['instruction_id_list']) for r in exact)} instructions.", "",
+             "| counts (without 1122, 1129) | lm-eval | rewards/ifeval.py |", "|---|---|---|"]
+    for mode in ("strict", "loose"):
+        for name, count in (("prompt", lambda v: int(all(v))), ("instruction", sum)):
+            lines.append(f"| {name} {mode} | " + " | ".join(str(sum(count(side[r.id][mode]) for r in exact))
+                                                         for side in (theirs, ours)) + " |")
+    lines += ["", f"- per-instruction verdicts agree (strict and loose) on {len(exact) - len(differ)}/{len(exact)} "
+                  f"prompts" + (f"; differ: {', '.join(differ)}" if differ else "")]
+    report = "\n".join(lines) + "\n"
+    (out / "scoring.md").write_text(report)
+    print(report)
 
 
 def write_punkt_tab(directory: Path):
