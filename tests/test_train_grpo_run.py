@@ -71,7 +71,8 @@ def test_vllm_rollouts_match_the_trainer_after_every_sync(tmp_path, dtype, diff,
     """The loop's own parity check: train/engine_logprob_abs_diff is the mean |engine logprob - trainer logprob| over
     the step's sampled tokens (reference: model.token_logprobs). Step 2 samples from weights synced after step 1. A
     bf16 engine beside the fp32 trainer (the GPU setting) differs by bf16's rounding, which TIS corrects."""
-    done = run([sys.executable], tmp_path, *SHORT, "--steps", "2", "--engine", "vllm", "--engine-dtype", dtype)
+    done = run([sys.executable], tmp_path, *SHORT, "--steps", "2", "--engine", "vllm", "--engine-dtype", dtype,
+               "--kv-cache-gib", "0.25")
     assert done.returncode == 0, done.stderr[-3000:]
     rows = [json.loads(l) for l in (tmp_path / "metrics.jsonl").read_text().splitlines()]
     assert rows[0]["train/grad_norm"] > 0  # step 1 changed the weights
