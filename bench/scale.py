@@ -52,7 +52,7 @@ parser.add_argument("--runs", nargs="+", default=["grpo-padded", "grpo-packed", 
                     choices=["grpo-padded", "grpo-packed", "sft"], help="which runs (the engine probe always runs)")
 parser.add_argument("--response-len", type=int, default=128)
 parser.add_argument("--token-budget", type=int, default=2048, help="--max-tokens-per-micro-batch of the packed run")
-parser.add_argument("--micro-batch", type=int, default=4, help="--micro-batch of the padded run")
+parser.add_argument("--micro-batch", type=int, default=2, help="--micro-batch of the padded run")
 
 
 def main(args):
@@ -66,7 +66,7 @@ def main(args):
     grpo = ["train_grpo.py", "--model", str(checkpoint), "--data", str(rl_data), "--domains", "math",
             "--engine", "vllm", "--engine-dtype", "bfloat16", "--steps", str(args.grpo_steps), "--prompts-per-step", "2", "--group-size", "4",
             "--max-prompt-len", "2048", "--max-response-len", str(args.response_len), "--reward-workers", "1",
-            "--activation-checkpointing", "--save-every", "0"]
+            "--activation-checkpointing", "--save-every", "0", "--kv-cache-gib", "0.5"]
     sft = ["train_sft.py", "--model", str(checkpoint), "--data",
            *(str(ROOT / f"data/toy/sft/{d}.jsonl") for d in ("math", "code")), "--max-steps", "2",
            "--seq-len", "1024", "--batch-rows", "2", "--micro-rows", "1", "--activation-checkpointing"]
