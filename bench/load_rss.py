@@ -13,10 +13,12 @@ model), and VmHWM (/proc/self/status, the peak resident set) after loading, agai
 The target (issue 17.6): the sharded peak under 0.6x the full fp32 model, i.e. half the weights plus what is in
 flight.
 
-Measured here (2 ranks, full fp32 model 2.22 GiB): sharded peak 1.52 GiB a rank = 0.30 floor + 0.11 of modules
-that building on the meta device imports (nn.Embedding's normal_ has a Python meta kernel: torch._decomp, sympy,
-torch._dynamo; paid once per process, as the old path paid it too) + 1.11 shard + ~0.001 in flight, i.e. 0.55x
-above the floor and 0.69x in all; the full path peaks at 2.66 GiB (1.20x).
+Measured here (2 ranks, gloo):
+  Qwen3-0.6B (full fp32 model 2.22 GiB): sharded peak 1.53 GiB a rank = 0.40 floor (torch, gloo, and the modules
+    dist.py imports: torch.distributed.checkpoint alone pulls torch._inductor, torch._dynamo and sympy) + 1.11 shard
+    + ~0.01 in flight: 0.51x above the floor, 0.69x in all; the full path peaks at 2.66 GiB (1.20x).
+  Qwen3-4B (--preset 4B --modes sharded, full fp32 model 14.99 GiB): 7.93 GiB a rank = 0.40 floor + 7.49 shard:
+    0.53x in all. The floor is the process's, not the model's: at 0.6B it is 0.18x of the model, at 4B 0.03x.
 """
 import argparse
 import json
@@ -33,7 +35,8 @@ sys.path.insert(0, str(ROOT))
 from model import PRESETS, Qwen3Config, Qwen3ForCausalLM, load_model, save_checkpoint  # noqa: E402
 
 parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-parser.add_argument("--work", default="/tmp/m2rl-qwen3-0.6b-random-bf16", help="the checkpoint (made once, reused)")
+parser.add_argument("--preset", default="0.6B", choices=["0.6B", "4B"], help="the model shape (model.PRESETS)")
+parser.add_argument("--work", help="the checkpoint (made once, reused; default /tmp/m2rl-qwen3-PRESET-random-bf16)")
 parser.add_argument("--out", default="runs/bench/load_rss.json")
 parser.add_argument("--modes", default="sharded,full", help="comma-separated: sharded, full")
 parser.add_argument("--nproc", type=int, default=2)
@@ -41,11 +44,11 @@ GIB = 2**30
 
 
 def main(args):
-    config = Qwen3Config(**PRESETS["0.6B"])
+    config = Qwen3Config(**PRESETS[args.preset])
     with torch.device("meta"):
         shapes = {k: v.shape for k, v in Qwen3ForCausalLM(config).state_dict().items()}
     full_fp32 = sum(s.numel() for k, s in shapes.items() if k != "lm_head.weight") * 4  # tied: one copy
-    work = Path(args.work)
+    work = Path(args.work or f"/tmp/m2rl-qwen3-{args.preset.lower()}-random-bf16")
     if not (work / "config.json").exists():
         gen = torch.Generator().manual_seed(0)
         save_checkpoint(work, ((k, (torch.ones(s) if k.endswith("norm.weight") else
@@ -60,7 +63,7 @@ def main(args):
         if run.returncode:
             raise SystemExit(f"{mode}: torchrun failed:\n{run.stderr[-3000:]}")
         results += [json.loads(line) for line in run.stdout.splitlines() if line.startswith("{")]
-    lines = [f"Qwen3-0.6B shape, {full_fp32 / 4e6:.1f}M parameters: full fp32 model {full_fp32 / GIB:.3f} GiB; "
+    lines = [f"Qwen3-{args.preset} shape, {full_fp32 / 4e6:.1f}M parameters: full fp32 model {full_fp32 / GIB:.3f} GiB; "
              f"{args.nproc} ranks (gloo, CPU)",
              "| path | rank | RSS after import + init | peak RSS (VmHWM) | peak / full fp32 "
              "| (peak - floor) / full fp32 | local shard | load s |",
