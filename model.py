@@ -10,6 +10,7 @@ Read top to bottom, in the order a batch meets the code:
 Module and parameter names equal the HF ones (`model.layers.0.self_attn.q_proj.weight`, ...), so a state dict
 needs no renaming in either direction. Nothing here is distributed: FSDP2 wraps this model from the outside.
 """
+import functools
 import json
 import math
 import os
@@ -702,8 +703,11 @@ def decode_step(model: Qwen3ForCausalLM, tokens, positions, caches, col: int, ro
 # SiLU, residuals), which eager runs one dispatch at a time. dynamic=True compiles once for every batch size and cache
 # column (symbolic shapes), so the columns a step attends to grow without a recompile. Compiled on first call. RoPE's
 # cos/sin come from a table made once per generate call: inductor would recompute them inside every layer's kernels
-# (measured ~1 ms of a ~15 ms step at batch 64).
-compiled_decode_step = torch.compile(decode_step, dynamic=True)
+# (measured ~1 ms of a ~15 ms step at batch 64). Wrapped on first use, not at import: torch.compile imports dynamo and
+# inductor (and with them Triton, before a test can set TRITON_INTERPRET), 0.1 GiB in every process that imports model.
+@functools.cache
+def compiled_decode_step():
+    return torch.compile(decode_step, dynamic=True)
 
 
 PREFILL_ROWS = 16  # rows per prefill group
@@ -750,7 +754,7 @@ def generate(model: Qwen3ForCausalLM, prompts: list[list[int]], sp: SamplingPara
     generator.manual_seed(sp.seed if sp.seed is not None else torch.seed())
     stop = torch.tensor(sp.stop_token_ids or [-1], device=device)
 
-    step_fn = compiled_decode_step if compile else decode_step
+    step_fn = compiled_decode_step() if compile else decode_step
     rope = rope_cos_sin(torch.arange(S_max, device=device), cfg.head_dim, cfg.rope_theta)  # (S_max, head_dim) x 2
     logits = prefill(model, ids, positions, caches, rope)  # eager: a few calls, each of its own shape
     next_pos = positions[:, -1:] + 1  # (B, 1)

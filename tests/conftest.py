@@ -5,8 +5,12 @@ import subprocess
 import time
 from pathlib import Path
 
-import pytest
-import torch
+# Before any test module is collected: @triton.jit (Triton's own tl.sum, tl.max... included) picks the interpreter when
+# it is applied, i.e. when the module is first imported, and a test module that imports transformers imports Triton
+os.environ.setdefault("TRITON_INTERPRET", "1")
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
 
 # The real Qwen2.5-Coder-0.5B-Instruct checkpoint (Qwen2 architecture), built outside the repository by
 # ../shared/real/fetch_qwen25_coder.sh: beside the checkout by default, or wherever M2RL_QWEN25_DIR says
