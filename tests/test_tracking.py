@@ -19,6 +19,9 @@ from wandb.proto.wandb_internal_pb2 import Record  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 SFT = os.environ.get("M2RL_TEST_SFT", str(ROOT / "data/tiny-sft"))
+# taken at collection, as the other run tests do: a test's in-process world of one (dist.init) later leaves RANK and
+# its MASTER_PORT in os.environ, and a child inheriting them would bind that port again
+ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
 
 
 def tensorboard_scalars(log_dir) -> dict:
@@ -58,7 +61,7 @@ def reported_run(script, tmp_path, *args):
     env = {"WANDB_MODE": "offline", "WANDB_DIR": str(wandb_dir), "WANDB_PROJECT": "m2rl-test",
            **{v: str(tmp_path / v) for v in ("WANDB_CONFIG_DIR", "WANDB_CACHE_DIR", "WANDB_DATA_DIR")}}
     done = subprocess.run([sys.executable, str(ROOT / script), "--out", str(out), *args, "--report-to", "tensorboard",
-                           "wandb"], cwd=ROOT, env={**os.environ, "OMP_NUM_THREADS": "1", **env}, timeout=300,
+                           "wandb"], cwd=ROOT, env={**ENV, **env}, timeout=300,
                           capture_output=True, text=True)
     assert done.returncode == 0, done.stderr[-3000:]
     rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
