@@ -67,7 +67,6 @@ import argparse
 import hashlib
 import json
 import math
-import os
 import sys
 import tempfile
 import zlib
@@ -80,10 +79,11 @@ from tqdm import tqdm
 
 from benchmarks import fill
 from cli import HelpFormatter, listed, non_negative_float, positive_int
+from curves import save_figure
 from data.record import DOMAINS, load_records
-from evaluate import load_benchmarks, save_figure
-from merge import Checkpoints, label_pairs, on_base_precision, tensor_headers
-from model import TINY_DIR, CheckpointReader, SamplingParams, from_preset, load_model, save_model, write_atomic
+from evaluate import load_benchmarks
+from merge import Checkpoints, label_pairs, on_base_precision
+from model import TINY_DIR, SamplingParams, from_preset, load_model, save_model, write_atomic
 from rollout import open_engine
 from tokenizer import Tokenizer, split_reasoning
 

@@ -13,6 +13,7 @@ logs.
 import argparse
 import json
 import math
+import os
 import re
 from pathlib import Path
 
@@ -20,7 +21,6 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
 from cli import HelpFormatter
-from evaluate import save_figure
 
 # (title, pattern over metrics keys), in the order drawn: a title with "{}" makes one panel per value of the pattern's
 # group (a domain: "all", then by name); one without puts every matching key in one panel (the time split)
@@ -110,6 +110,16 @@ def figure(runs: dict[str, list[dict]]) -> Figure:
     for ax in axes[len(found):]:
         ax.remove()
     return fig
+
+
+def save_figure(fig, path: Path):
+    """A matplotlib figure as PNG, atomically."""
+    if fig.get_layout_engine() is None:
+        fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    fig.savefig(tmp, format="png", dpi=120)
+    os.replace(tmp, path)
 
 
 def draw(runs: dict[str, list[dict]], path: Path) -> list[str]:

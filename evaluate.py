@@ -44,7 +44,6 @@ import argparse
 import hashlib
 import json
 import math
-import os
 import zlib
 from collections import defaultdict
 from dataclasses import replace
@@ -60,6 +59,7 @@ import rewards
 from benchmarks import BENCHMARKS, BenchmarkError, Options, load, read_templates
 from cli import (HelpFormatter, add_config_flag, listed, non_negative_float, non_negative_int, parse_args,
                  positive_int, probability)
+from curves import save_figure
 from merge import label_pairs
 from model import (TINY_DIR, CheckpointError, Qwen3Config, SamplingParams, check_vocab, from_preset, preset_config,
                    read_json, write_atomic)
@@ -445,16 +445,6 @@ def bar_chart(path: Path, title: str, labels: list[str], values: dict):
     ax.set_title(title)
     ax.legend()
     save_figure(fig, path)
-
-
-def save_figure(fig, path: Path):
-    """A matplotlib figure as PNG, atomically."""
-    if fig.get_layout_engine() is None:
-        fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    fig.savefig(tmp, format="png", dpi=120)
-    os.replace(tmp, path)
 
 
 if __name__ == "__main__":

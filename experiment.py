@@ -36,7 +36,7 @@ from pathlib import Path
 from matplotlib.figure import Figure
 
 from cli import HelpFormatter
-from evaluate import save_figure
+from curves import save_figure
 from model import write_atomic
 
 ROOT = Path(__file__).resolve().parent
