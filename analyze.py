@@ -78,7 +78,7 @@ from matplotlib.figure import Figure
 from tqdm import tqdm
 
 from benchmarks import fill
-from cli import HelpFormatter, listed, non_negative_float, positive_int
+from cli import HelpFormatter, add_engine_flag, listed, non_negative_float, positive_int
 from curves import save_figure
 from data.record import DOMAINS, load_records
 from evaluate import load_benchmarks
@@ -126,8 +126,7 @@ def parse_args(argv=None):
     k.add_argument("--eval", help="evaluate.py's --out, for Δ = Avg(multi) − Avg(expert) (models named as here)")
     k.add_argument("--benchmarks", nargs="+", default=[], metavar="DOMAIN=BENCHMARK",
                    help="the benchmark giving a domain's Δ (default toy_DOMAIN)")
-    k.add_argument("--engine", default="native", choices=["native", "vllm", "auto"],
-                   help="sampling engine (rollout.py; native by default, as in train_grpo.py and evaluate.py)")
+    add_engine_flag(k, "sampling")
     k.add_argument("--batch-size", type=positive_int, default=64,
                    help="sequences per engine call and per scoring forward")
     k.add_argument("--device", default="cpu", help="where the models score, e.g. cuda")
@@ -156,8 +155,7 @@ def parse_args(argv=None):
                    help="the judge's budget: its thinking and verdict")
     v.add_argument("--thinking", action=argparse.BooleanOptionalAction, default=True,
                    help="Qwen3's thinking mode for the judge (--no-thinking: the empty think block)")
-    v.add_argument("--engine", default="native", choices=["native", "vllm", "auto"],
-                   help="judging engine (rollout.py; native by default, as in train_grpo.py and evaluate.py)")
+    add_engine_flag(v, "judging")
     v.add_argument("--batch-size", type=positive_int, default=64, help="judge prompts per engine call")
 
     sub.add_parser("demo", parents=[seeded], help="weights and kl on the tiny preset (the default command)")

@@ -156,6 +156,14 @@ def _config_item(action: argparse.Action, item):
     return item
 
 
+def add_engine_flag(parser: argparse.ArgumentParser, role: str):
+    """--engine, one definition (and one default) for every script that generates; `role` names what it generates."""
+    parser.add_argument("--engine", default="native", choices=("native", "vllm", "auto"),
+                        help=f"{role} engine (rollout.py): native PyTorch, vLLM, or auto (vLLM where it is installed). "
+                             "native by default: it needs nothing optional and starts at once, as the default tiny "
+                             "models want; a real model on GPUs wants vllm (the recipes pass it)")
+
+
 def add_resume_flag(parser: argparse.ArgumentParser):
     parser.add_argument("--allow-changed-args", action="store_true", default=argparse.SUPPRESS,
                         help="resume into an --out whose args.json holds other flags, and record these instead")

@@ -57,8 +57,8 @@ from tqdm import tqdm
 
 import rewards
 from benchmarks import BENCHMARKS, BenchmarkError, Options, load, read_templates
-from cli import (HelpFormatter, add_config_flag, listed, non_negative_float, non_negative_int, parse_args,
-                 positive_int, probability)
+from cli import (HelpFormatter, add_config_flag, add_engine_flag, listed, non_negative_float, non_negative_int,
+                 parse_args, positive_int, probability)
 from curves import save_figure
 from merge import label_pairs
 from model import (TINY_DIR, CheckpointError, Qwen3Config, SamplingParams, check_vocab, from_preset, preset_config,
@@ -95,10 +95,7 @@ parser.add_argument("--temperature", type=non_negative_float, help="default: the
 parser.add_argument("--top-p", type=probability, help="default: the protocol's (SAMPLING)")
 parser.add_argument("--top-k", type=non_negative_int, help="default: the protocol's (SAMPLING; 0: off)")
 parser.add_argument("--max-new-tokens", type=positive_int, help="for every benchmark (default: each benchmark's own)")
-parser.add_argument("--engine", default="native", choices=["native", "vllm", "auto"],
-                    help="generation engine (rollout.py): native PyTorch, vLLM, or auto (vLLM where it is installed). "
-                         "native by default, as train_grpo.py: it needs nothing optional and starts at once, as the "
-                         "default tiny models want; a real model on a GPU wants vllm (the recipes pass it)")
+add_engine_flag(parser, "generation")
 parser.add_argument("--gpu-memory-utilization", type=probability, default=0.9,
                     help="vLLM: the share of each GPU its weights and KV cache may take (evaluation has the GPU to "
                          "itself, unlike the trainer's colocated engine)")

@@ -40,8 +40,8 @@ import memory
 import rewards
 import tracking
 from benchmarks import BENCHMARKS
-from cli import (HelpFormatter, add_config_flag, add_resume_flag, check_resumed_args, existing_file, model_dir,
-                 non_negative_float, non_negative_int, parse_args, positive_float, positive_int, probability)
+from cli import (HelpFormatter, add_config_flag, add_engine_flag, add_resume_flag, check_resumed_args, existing_file,
+                 model_dir, non_negative_float, non_negative_int, parse_args, positive_float, positive_int, probability)
 from data.blend import BlendError, load_blend, realise
 from data.record import DOMAINS, RecordError, load_records
 from model import DTYPES, CheckpointError, Qwen3Config, SamplingParams, check_vocab, load_model
@@ -84,10 +84,7 @@ parser.add_argument("--out", default="runs/grpo",
                     help="run directory: args.json, metrics.jsonl, step_* checkpoints; a run there resumes (flags as "
                          "in its args.json)")
 add_resume_flag(parser)
-parser.add_argument("--engine", default="native", choices=("native", "vllm", "auto"),
-                    help="rollout engine (rollout.py): native PyTorch, vLLM, or auto (vLLM where it is installed). "
-                         "native by default, as evaluate.py: it needs nothing optional and starts at once, as the "
-                         "default tiny model wants; a real model on GPUs wants vllm (the recipes pass it)")
+add_engine_flag(parser, "rollout")
 parser.add_argument("--gpu-memory-utilization", type=probability, default=0.5,
                     help="vLLM: the share of the GPU its weights and KV cache may take while awake (it sleeps while "
                          "the trainer works)")
