@@ -243,11 +243,7 @@ class Block(nn.Module):
 class Qwen3Model(nn.Module):
     def __init__(self, cfg: Qwen3Config):
         super().__init__()
-        # on the meta device (rank-local loading, dist.py), skip nn.Embedding's own normal_: its meta kernel is Python
-        # that imports torch._decomp, sympy and torch._dynamo, 0.14 GiB a rank for an init the weights replace anyway
-        meta = torch.get_default_device().type == "meta"
-        self.embed_tokens = nn.Embedding(cfg.vocab_size, cfg.hidden_size,
-                                         _weight=torch.empty(cfg.vocab_size, cfg.hidden_size) if meta else None)
+        self.embed_tokens = nn.Embedding(cfg.vocab_size, cfg.hidden_size)
         self.layers = nn.ModuleList(Block(cfg) for _ in range(cfg.num_hidden_layers))
         self.norm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps)
 
