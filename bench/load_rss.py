@@ -14,11 +14,11 @@ The target (issue 17.6): the sharded peak under 0.6x the full fp32 model, i.e. h
 flight.
 
 Measured here (2 ranks, gloo):
-  Qwen3-0.6B (full fp32 model 2.22 GiB): sharded peak 1.53 GiB a rank = 0.40 floor (torch, gloo, and the modules
-    dist.py imports: torch.distributed.checkpoint alone pulls torch._inductor, torch._dynamo and sympy) + 1.11 shard
-    + ~0.01 in flight: 0.51x above the floor, 0.69x in all; the full path peaks at 2.66 GiB (1.20x).
-  Qwen3-4B (--preset 4B --modes sharded, full fp32 model 14.99 GiB): 7.93 GiB a rank = 0.40 floor + 7.49 shard:
-    0.53x in all. The floor is the process's, not the model's: at 0.6B it is 0.18x of the model, at 4B 0.03x.
+  Qwen3-0.6B (full fp32 model 2.22 GiB): sharded peak 1.48 GiB a rank = 0.26 floor (torch, gloo and the modules
+    dist.py imports) + 1.11 shard + 0.10 of modules fully_shard imports on first use (torch._dynamo, Triton, sympy)
+    + ~0.01 in flight: 0.55x above the floor, 0.67x in all; the full path peaks at 2.66 GiB (1.20x).
+  Qwen3-4B (--preset 4B --modes sharded, full fp32 model 14.99 GiB): 7.89 GiB a rank = 0.26 floor + 7.49 shard +
+    the same imports: 0.53x in all. The floor is the process's, not the model's: 0.12x of the 0.6B model, 0.02x of 4B.
 """
 import argparse
 import json
