@@ -9,9 +9,9 @@ What runs, each as a user would run it (torchrun --nproc_per_node 2, gloo, one t
     twice: padded micro-batches of sequences, then packed ones under a token budget. A random model never emits
     <|im_end|>, so every response runs to --max-response-len; the long tail is in the prompts instead (toy math
     problems behind a lognormal number of context sentences, 30 to ~1,900 tokens), which is what padding pays for.
-    The engine computes in bf16 (--engine-dtype bfloat16, as on GPUs): an fp32 engine of this shape holds ~5.9 GiB
+    The engine computes in bf16 (--engine-dtype bfloat16, as on GPUs): an fp32 engine of this shape peaks at ~5.9 GiB
     here (its CPU backend keeps packed copies for its oneDNN GEMMs), which with the trainer on each of 2 ranks passes
-    this machine's 24 GiB; a bf16 one holds ~3 GiB (both measured below);
+    this machine's 24 GiB; a bf16 one at ~4.0 (3.0 once loaded; the peaks are measured below);
   - SFT, 2 steps on the toy SFT split with packed rows;
   - each trainer's --dry-run with the same flags, whose per-rank memory estimate is compared with the peak RSS
     the run measured (the largest over ranks);
@@ -64,7 +64,8 @@ def main(args):
     checkpoint = make_checkpoint(QWEN3_0_6B, out / "qwen3-0.6b-random")
     rl_data = long_tailed_prompts(out / "rl_math.jsonl")
     grpo = ["train_grpo.py", "--model", str(checkpoint), "--data", str(rl_data), "--domains", "math",
-            "--engine", "vllm", "--engine-dtype", "bfloat16", "--steps", str(args.grpo_steps), "--prompts-per-step", "2", "--group-size", "4",
+            "--engine", "vllm", "--engine-dtype", "bfloat16", "--steps", str(args.grpo_steps), "--prompts-per-step", "2",
+            "--group-size", "4",
             "--max-prompt-len", "2048", "--max-response-len", str(args.response_len), "--reward-workers", "1",
             "--activation-checkpointing", "--save-every", "0", "--kv-cache-gib", "0.5"]
     sft = ["train_sft.py", "--model", str(checkpoint), "--data",
