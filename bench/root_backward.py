@@ -8,7 +8,6 @@ One block of the 0.6B shape, 1,024 tokens, fp32 on CPU, plain and under FSDP2 (o
 process's anonymous resident memory every few milliseconds.
 """
 import argparse
-import os
 import sys
 import threading
 import time
@@ -35,10 +34,10 @@ def main(args):
     model = Qwen3ForCausalLM(config)
     model.init_weights(seed=0)
     if args.fsdp:
-        import torch.distributed as dist
         from torch.distributed.fsdp import fully_shard
-        os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT="29533", RANK="0", WORLD_SIZE="1")
-        dist.init_process_group("gloo")
+
+        import dist
+        dist.init()  # a world of one on a free local port
         fully_shard(model.model.layers[0])
         fully_shard(model)
     peak = [0.0]
