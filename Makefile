@@ -36,7 +36,7 @@ tiny-sft: $(VENV)/.installed
 
 # The toy M2RL study (about an hour here): from data/tiny-sft, GRPO per domain and mixed, six merges, MT-OPD, every
 # model on every toy benchmark, the analyses; tables and figures in runs/experiment/results/ (resumable: rerun to
-# continue). The README's "What the toy study shows" is its run, committed in study/.
+# continue). docs/toy-study.md's "What the toy study shows" is its run, committed in study/.
 experiment: $(VENV)/.installed
 	$(PY) experiment.py --out runs/experiment
 

@@ -7,7 +7,7 @@
 Nothing is downloaded. Export a hub split once, e.g. `datasets.load_dataset(REPO, split=SPLIT).to_json(FILE)`
 (JSON Lines), and pass the file with `evaluate.py --data-dir DIR` (files named as below) or `--path NAME=FILE`.
 
-Files, their rows, and where the public copy lives (the README has the same as a table):
+Files, their rows, and where the public copy lives (docs/evaluation.md has the same as a table):
 - aime24.jsonl, aime25.jsonl: `problem` (or `question`), `answer`, optional `id` (HuggingFaceH4/aime_2024,
   yentinglin/aime_2025). Graded by math-verify.
 - math500.jsonl: HuggingFaceH4/MATH-500 (= PRM800K's test split): `problem`, `answer`, `unique_id`; math-verify.
@@ -481,7 +481,7 @@ BENCHMARKS = {
                         load_ifeval, REAL_TOKENS),
     "ifbench": Benchmark("ifbench.jsonl", "allenai/IFBench_test", load_ifeval, REAL_TOKENS, paper_k=1),
     "mmlu_redux": Benchmark("mmlu_redux.jsonl", "edinburgh-dawg/mmlu-redux-2.0", load_mmlu_redux, REAL_TOKENS),
-    # the built-in toy eval splits: answers of a few dozen tokens (README, "Built-in toy domains")
+    # the built-in toy eval splits: answers of a few dozen tokens (docs/data.md, "Built-in toy domains")
     **{f"toy_{d}": Benchmark(str(ROOT / f"data/toy/eval/{d}.jsonl"), "built in: python -m data.toy", load_toy, 128)
        for d in ("math", "code", "science", "if")},
 }

@@ -45,7 +45,7 @@ import rewards  # noqa: E402
 from data.record import load_records  # noqa: E402
 from tokenizer import Tokenizer  # noqa: E402
 
-DEFAULT_MODEL = ROOT / "data/tiny-sft"  # the embedded SFT'd tiny model the README's numbers were measured with
+DEFAULT_MODEL = ROOT / "data/tiny-sft"  # the embedded SFT'd tiny model docs/benchmarks.md's numbers were measured with
 PARTS = ("m2rl", "trl", "rollout")
 parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
 parser.add_argument("--model", default=str(DEFAULT_MODEL), help="an HF Qwen3 checkpoint directory")

@@ -1,4 +1,4 @@
-"""The Record: one training/eval item, one JSON object per line (see README, "The record"), and its file format.
+"""The Record: one training/eval item, one JSON object per line (see docs/data.md, "The record"), and its file format.
 
     read_records(path, bad=None)   stream a JSONL file of records, each validated
     load_records(path, skip_bad=False) -> list[Record]
@@ -157,6 +157,6 @@ def write_records(path, records) -> int:
 
 
 def to_json(record: Record) -> str:
-    """One line; optional keys left out when unset, so a file reads the way the README shows it."""
+    """One line; optional keys left out when unset, so a file reads the way docs/data.md shows it."""
     obj = {key: getattr(record, key) for key in KEYS if getattr(record, key) is not None}
     return json.dumps(obj, ensure_ascii=False)

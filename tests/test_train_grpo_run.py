@@ -87,7 +87,7 @@ def test_vllm_rollouts_match_the_trainer_after_every_sync(tmp_path, dtype, diff,
 def test_two_ranks_raise_the_eval_reward_of_both_domains(tmp_path):
     """torchrun --nproc_per_node 2 (gloo): a short GRPO run on math and code from the embedded SFT model, greedy eval
     reward on the first 100 held-out prompts per domain before and after (seeded). The mean of the two domains must
-    rise by RISE_MARGIN and neither may fall by more than the eval noise (the README reports the longer demo run:
+    rise by RISE_MARGIN and neither may fall by more than the eval noise (docs/training.md reports the longer demo run:
     code 10.8 -> 100%, math 10.5 -> 12.8%)."""
     done = run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2"], tmp_path,
                "--model", SFT, "--domains", "math,code", "--steps", str(RISE_STEPS), "--eval-every", str(RISE_STEPS),
