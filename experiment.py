@@ -65,8 +65,8 @@ parser.add_argument("--opd-steps", type=int, help="MT-OPD steps, at twice the pr
                                                   "paper (default: --steps)")
 parser.add_argument("--prompts-per-step", type=int, default=8, help="every RL run's per-step batch, over all ranks")
 parser.add_argument("--eval-prompts", type=int,
-                    help="evaluated prompts per toy benchmark (default 400: TOY_NOTES, 200 measure only to +-3.5 "
-                         "points; --quick 20)")
+                    help="evaluated prompts per toy benchmark (default 400: docs/toy-notes.md, 200 measure only to "
+                         "+-3.5 points; --quick 20)")
 parser.add_argument("--k", type=int, help="samples per prompt for Avg@K (default 2; --quick 1)")
 parser.add_argument("--temperature", type=float, help="evaluation sampling (default 0.6, Qwen3's; --quick 0: greedy)")
 parser.add_argument("--ranks", type=int, help="torchrun processes per RL run, one thread each (default 2; --quick 1)")

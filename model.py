@@ -134,7 +134,7 @@ class Qwen3Config:
 
 
 # Named presets (STYLE: presets as data, not branches). "tiny" is the embedded default: a few million parameters that
-# train and generate on a laptop CPU in seconds (sizes measured in shared/TOY_NOTES.md); its tokenizer is data/tiny/.
+# train and generate on a laptop CPU in seconds (sizes measured in docs/toy-notes.md); its tokenizer is data/tiny/.
 PRESETS = {
     "tiny": dict(vocab_size=512, hidden_size=256, intermediate_size=768, num_hidden_layers=4, num_attention_heads=4,
                  num_key_value_heads=2, head_dim=64, rope_theta=10_000.0, max_position_embeddings=2048,

@@ -156,7 +156,7 @@ parser.add_argument("--activation-checkpointing", action="store_true",
                     help="recompute each block's activations in the backward pass (the paper's full recompute)")
 parser.add_argument("--lr", type=non_negative_float,
                     help="constant (default: the paper's 2e-6, 1e-6 with --teachers; 2e-5 for the embedded tiny "
-                         "model, as measured in shared/TOY_NOTES.md)")
+                         "model, as measured in docs/toy-notes.md)")
 parser.add_argument("--betas", type=float, nargs=2, default=(0.9, 0.98), help="AdamW's beta1 beta2")
 parser.add_argument("--weight-decay", type=non_negative_float, default=0.1, help="AdamW's decoupled weight decay")
 parser.add_argument("--grad-clip", type=positive_float, default=1.0, help="gradient norm clip")
@@ -188,7 +188,7 @@ parser.add_argument("--dry-run", nargs="?", const="auto", choices=("auto", "cuda
 def main(args):
     args.model = args.model or str(TINY_SFT)
     embedded = Path(args.model).resolve() == TINY_SFT
-    if args.lr is None:  # TOY_NOTES'; the paper's (4B)
+    if args.lr is None:  # docs/toy-notes.md; the paper's (4B)
         args.lr = 2e-5 if embedded else 1e-6 if args.teachers else 2e-6
     if args.group_size is None:
         args.group_size = 4 if args.teachers else 8

@@ -70,7 +70,7 @@ parser.add_argument("--max-steps", type=positive_int,
                          "epochs' steps)")
 # Paper defaults (M2RL SFT) when fine-tuning a --model: AdamW, lr 5e-5 -> 5e-6 cosine, 10% warm-up, weight decay
 # 0.1, betas 0.9/0.95. A tiny preset starts from random weights, so it trains at the rates measured for it in
-# shared/TOY_NOTES.md (peak 2e-3, weight decay 0.01).
+# docs/toy-notes.md (peak 2e-3, weight decay 0.01).
 parser.add_argument("--lr", type=non_negative_float,
                     help="peak learning rate (default: 5e-5 with --model, 2e-3 for a preset)")
 parser.add_argument("--min-lr", type=non_negative_float, help="final learning rate (default: --lr / 10)")

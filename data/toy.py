@@ -3,11 +3,11 @@
     python -m data.toy     # regenerates data/toy/{sft,rl,eval}/{math,code,science,if}.jsonl, bit-identically
 
 Each domain is a seeded generator of (prompt, verifier, reference answer). The splits are disjoint in prompts:
-eval (500 per domain: 200 prompts measure accuracy only to +-3.5 points, TOY_NOTES), rl (prompts + verifier
+eval (500 per domain: 200 prompts measure accuracy only to +-3.5 points, docs/toy-notes.md), rl (prompts + verifier
 fields) and sft (the same plus a short reference `response`: working in `reasoning_content`, the answer in
 `content`, tens of tokens in all: the tiny model's generation budget is small).
 
-What the study needs from the data (TOY_NOTES, measured with a 3M-parameter Qwen3): after SFT the model must solve
+What the study needs from the data (docs/toy-notes.md, measured on a 3M-parameter Qwen3): after SFT the model must solve
 a moderate fraction, and RL must have something to find. RL showed a real effect only when the SFT answers held a
 *rare-but-better* behaviour - one the SFT model samples now and then, that is far more often right - which RL can
 select. So each reference answer is written in one of a few styles, drawn independently per answer:
@@ -56,7 +56,7 @@ from rewards import ifeval
 OUT = Path(__file__).resolve().parent / "toy"
 SIZES = {"eval": 500, "rl": 1000, "sft": 2000}  # records per domain
 DIGITS = 2        # most digits in an operand (3 left math/code at 8/7% after 4 SFT epochs over four domains)
-CAREFUL = 0.3     # share of SFT answers with careful arithmetic (TOY_NOTES: 30% was rare enough, and selectable)
+CAREFUL = 0.3     # share of SFT answers with careful arithmetic (docs/toy-notes.md: 30% rare enough, and selectable)
 SPECIFIC = 0.3    # share of SFT answers with the domain's own better behaviour
 IF_RULES = (2, 4)  # IF: fewest and most constraints per prompt (1 to 3 left IF at 90% after SFT: no headroom)
 

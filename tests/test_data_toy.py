@@ -41,7 +41,7 @@ def test_splits_have_their_sizes_and_share_no_prompt():
             assert all((r.response is not None) == (split == "sft") for r in records)
             prompts += [r.messages[-1]["content"] for r in records]
         assert len(set(prompts)) == len(prompts)
-    assert toy.SIZES["eval"] >= 400  # TOY_NOTES: 200 eval prompts measure only to +-3.5 points
+    assert toy.SIZES["eval"] >= 400  # docs/toy-notes.md: 200 eval prompts measure only to +-3.5 points
 
 
 def answer(record) -> str:
