@@ -101,7 +101,8 @@ def check_response(response) -> None:
 
 def read_records(path, bad: list | None = None):
     """Yield the file's records in order. A bad line raises RecordError "FILE:LINE: ...", or, when a list is
-    passed as `bad`, that error is appended to it and the line skipped."""
+    passed as `bad`, its error is appended to it and the line skipped: a RecordError, or read_jsonl's JSONLError
+    for a line that is no JSON object (both with a `key`)."""
     seen = {}  # id -> line: ids name records in samples and metrics, so they must be unique
     try:
         for n, obj in read_jsonl(path, bad):
