@@ -77,13 +77,14 @@ import torch
 from matplotlib.figure import Figure
 from tqdm import tqdm
 
-from benchmarks import fill
+from benchmarks import BenchmarkError, fill, load_benchmarks
 from cli import HelpFormatter, add_engine_flag, listed, non_negative_float, positive_int
 from curves import save_figure
-from data.record import DOMAINS, load_records
-from evaluate import load_benchmarks
+from data.record import load_records
+from files import JSONLError, read_jsonl, write_atomic
 from merge import Checkpoints, label_pairs, on_base_precision
-from model import TINY_DIR, SamplingParams, from_preset, load_model, save_model, write_atomic
+from model import TINY_DIR, SamplingParams, from_preset, load_model, save_model
+from rewards import DOMAINS
 from rollout import open_engine
 from tokenizer import Tokenizer, split_reasoning
 
@@ -515,21 +516,17 @@ def evaluated_rows(path: Path, fields):
     if not path.is_file():
         raise SystemExit(f"{path} not found: evaluate the model on the benchmark first (evaluate.py --models "
                          f"{path.parent.name}=DIR --benchmarks {path.stem} --out {path.parent.parent.parent})")
-    with open(path, encoding="utf-8") as f:
-        for n, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise SystemExit(f"{path}:{n}: not valid JSON ({e}); re-run evaluate.py for this model") from None
+    try:
+        for n, row in read_jsonl(path):
             for key, kind in fields:
-                if not isinstance(row, dict) or key not in row:
+                if key not in row:
                     raise SystemExit(f"{path}:{n}: key {key!r} missing; evaluate.py writes "
                                      f"{', '.join(k for k, _ in fields)} on every line: re-run it for this model")
                 if not isinstance(row[key], kind) or isinstance(row[key], bool):
                     raise SystemExit(f"{path}:{n}: key {key!r} is {row[key]!r}, expected {kind}")
             yield f"{path}:{n}", row
+    except JSONLError as e:
+        raise SystemExit(f"{e}; re-run evaluate.py for this model") from None
 
 
 def average(per_item: dict) -> float:
@@ -715,7 +712,11 @@ def eval_problems(eval_dir: Path, benchmarks: list) -> dict:
         raise SystemExit(f"{path} not found: self-verify reads the problems as evaluate.py loaded them, from the "
                          f"args.json it writes in its --out; pass that directory as --eval")
     settings = json.loads(path.read_text())
-    loaded = load_benchmarks(argparse.Namespace(**{**settings, "benchmarks": benchmarks, "limit": None}))
+    try:
+        loaded = load_benchmarks(benchmarks, settings["data_dir"], label_pairs(settings["path"], "--path"),
+                                 label_pairs(settings["window"], "--window"), settings["template"], settings["seed"])
+    except BenchmarkError as e:
+        raise SystemExit(str(e)) from None
     return {b: {r.id: r.messages[-1]["content"] for r in loaded[b].records} for b in benchmarks}
 
 

@@ -1,5 +1,6 @@
 """Benchmarks: the public evaluation sets, read from local files into Records, with the prompt templates.
 
+    load_benchmarks(names, data_dir, paths, windows, ...)     {name: Loaded}, each read and cut to its first `limit`
     load(name, path, options) -> Loaded(records, notes)      Records (data/record.py) that rewards/ scores
     BENCHMARKS[name]                                         default file name, loader, max new tokens
     read_templates(["KEY=FILE", ...]) -> TEMPLATES with overrides
@@ -56,12 +57,13 @@ import random
 import re
 import zlib
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import date, datetime
 from pathlib import Path
 from typing import Callable
 
 import rewards
 from data.record import Record, RecordError, load_records
+from files import JSONLError, read_jsonl
 from rewards.ifeval import CHECKS as IF_CHECKS, missing_data
 
 ROOT = Path(__file__).resolve().parent
@@ -157,32 +159,50 @@ class Benchmark:
                                                 # (eval_config/multi_task.yaml n_samples_per_eval_prompt)
 
 
+def load_benchmarks(names: list[str], data_dir, paths: dict[str, str], windows: dict[str, str], templates: list[str],
+                    seed: int = 0, limit: int | None = None) -> dict[str, Loaded]:
+    """The named benchmarks, each read from paths[name] (evaluate.py's --path) or else its file in data_dir, and cut
+    to its first `limit` prompts; a line per benchmark printed. `windows`: {lcb name: "START:END"} (--window),
+    `templates`: ["KEY=FILE"] (--template), `seed`: GPQA's option order. A bad name or file raises BenchmarkError."""
+    unknown = [b for b in names if b not in BENCHMARKS]
+    if unknown:
+        raise BenchmarkError(f"unknown benchmark(s) {unknown}; known: {', '.join(BENCHMARKS)}")
+    options = Options(read_templates(templates), seed, {name: window(name, span) for name, span in windows.items()})
+    benchmarks = {}
+    for name in names:
+        loaded = load(name, Path(paths.get(name) or Path(data_dir) / BENCHMARKS[name].file), options)
+        loaded.records = loaded.records[:limit]
+        print(f"{name}: {len(loaded.records)} prompts" + "".join(f"; {note}" for note in loaded.notes))
+        benchmarks[name] = loaded
+    return benchmarks
+
+
+def window(name: str, span: str) -> tuple[str, str]:
+    """--window's "START:END" of a LiveCodeBench benchmark -> (start, end), checked."""
+    start, _, end = span.partition(":")
+    try:
+        ok = name in BENCHMARKS and BENCHMARKS[name].window and date.fromisoformat(start) <= date.fromisoformat(end)
+    except ValueError:
+        ok = False
+    if not ok:
+        raise BenchmarkError(f"--window {name}={span}: expected lcb_v5 or lcb_v6 = START:END, two YYYY-MM-DD dates "
+                             f"in order")
+    return start, end
+
+
 def load(name: str, path: Path, options: Options) -> Loaded:
     if not Path(path).is_file():
         raise BenchmarkError(f"{name}: no file at {path}. Export it as described in benchmarks.py (source: "
                              f"{BENCHMARKS[name].source}), then pass --data-dir DIR holding {BENCHMARKS[name].file}, "
                              f"or --path {name}=FILE")
-    return BENCHMARKS[name].load(name, Path(path), options)
+    try:
+        return BENCHMARKS[name].load(name, Path(path), options)
+    except JSONLError as e:
+        raise BenchmarkError(f"{e}; one JSON object per line is expected") from None
 
 
 # ----------------------------------------------------------------------------------------------------------
 # Reading rows, with errors that name file and line
-
-
-def jsonl_rows(path: Path):
-    """(line number, object) for each non-empty line."""
-    with open(path, encoding="utf-8") as f:
-        for n, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise BenchmarkError(f"{path}:{n}: not valid JSON ({e}); one JSON object per line is expected") \
-                    from None
-            if not isinstance(row, dict):
-                raise BenchmarkError(f"{path}:{n}: a line must hold a JSON object, got {type(row).__name__}")
-            yield n, row
 
 
 def csv_rows(path: Path):
@@ -236,7 +256,7 @@ def user(text: str) -> list[dict]:
 def load_math(name: str, path: Path, options: Options) -> Loaded:
     """AIME'24/'25 and MATH-500: a problem and its final answer, asked with the math template."""
     records, lines = [], []
-    for n, row in jsonl_rows(path):
+    for n, row in read_jsonl(path):
         where = f"{path}:{n}"
         problem = need(row, "problem" if "problem" in row else "question", str, where)
         answer = str(need(row, "answer", (str, int), where)).strip()
@@ -251,7 +271,7 @@ def load_gsm8k(name: str, path: Path, options: Options) -> Loaded:
     """GSM8K: the gold answer is the worked solution's last line, `#### 1,234`; its thousands commas are dropped
     (math-verify would read "1,234" as the pair (1, 234))."""
     records, lines = [], []
-    for n, row in jsonl_rows(path):
+    for n, row in read_jsonl(path):
         where = f"{path}:{n}"
         solution = need(row, "answer", str, where)
         _, marker, final = solution.rpartition("#### ")
@@ -267,7 +287,7 @@ def load_gsm8k(name: str, path: Path, options: Options) -> Loaded:
 def load_livecodebench(name: str, path: Path, options: Options) -> Loaded:
     start, end = (datetime.fromisoformat(d) for d in options.windows.get(name, BENCHMARKS[name].window))
     records, lines, outside = [], [], 0
-    for n, row in jsonl_rows(path):
+    for n, row in read_jsonl(path):
         where = f"{path}:{n}"
         try:
             date = datetime.fromisoformat(need(row, "contest_date", str, where))
@@ -354,7 +374,7 @@ def mcq_prompt(templates: dict, question: str, choices: list[str]) -> str:
 
 def load_mmlu_redux(name: str, path: Path, options: Options) -> Loaded:
     records, lines, dropped = [], [], {}
-    for n, row in jsonl_rows(path):
+    for n, row in read_jsonl(path):
         where = f"{path}:{n}"
         error_type = need(row, "error_type", str, where)
         if error_type != "ok":
@@ -379,7 +399,7 @@ HLE_CHOICE = re.compile(r"^\s*([A-Z])[.)]\s+", re.MULTILINE)
 
 def load_hle(name: str, path: Path, options: Options) -> Loaded:
     records, lines, with_image, unreadable = [], [], 0, 0
-    for n, row in jsonl_rows(path):
+    for n, row in read_jsonl(path):
         where = f"{path}:{n}"
         if row.get("image"):
             with_image += 1
@@ -435,7 +455,7 @@ def normalise(text: str) -> str:
 def load_ifeval(name: str, path: Path, options: Options) -> Loaded:
     """IFEval's input_data.jsonl, and IFBench's test file in the same format."""
     records, lines, unsupported, skipped = [], [], {}, 0
-    for n, row in jsonl_rows(path):
+    for n, row in read_jsonl(path):
         where = f"{path}:{n}"
         ids = need(row, "instruction_id_list", list, where)
         missing = [i for i in ids if i not in IF_CHECKS or missing_data(i)]
@@ -483,5 +503,5 @@ BENCHMARKS = {
     "mmlu_redux": Benchmark("mmlu_redux.jsonl", "edinburgh-dawg/mmlu-redux-2.0", load_mmlu_redux, REAL_TOKENS),
     # the built-in toy eval splits: answers of a few dozen tokens (docs/data.md, "Built-in toy domains")
     **{f"toy_{d}": Benchmark(str(ROOT / f"data/toy/eval/{d}.jsonl"), "built in: python -m data.toy", load_toy, 128)
-       for d in ("math", "code", "science", "if")},
+       for d in rewards.DOMAINS},
 }

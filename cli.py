@@ -169,15 +169,15 @@ def add_resume_flag(parser: argparse.ArgumentParser):
                         help="resume into an --out whose args.json holds other flags, and record these instead")
 
 
-def check_resumed_args(out_dir: Path, args: argparse.Namespace, exempt: tuple, announce: bool):
-    """Resuming the run in out_dir with `args`: stop, listing each flag that differs from the run's args.json
-    (old -> new), unless --allow-changed-args; the `exempt` flags may differ (e.g. --steps, which extends a run).
-    --allow-changed-args is a choice of this invocation, not a setting of the run: it leaves args, so args.json never
-    records it and a replay does not inherit it."""
-    allowed = vars(args).pop("allow_changed_args", False)
+def check_resumed_args(out_dir: Path, flags: dict, exempt: tuple, announce: bool):
+    """Resuming the run in out_dir with `flags` (vars(args): the parsed flags, by dest): stop, listing each flag that
+    differs from the run's args.json (old -> new), unless --allow-changed-args; the `exempt` flags may differ (e.g.
+    --steps, which extends a run). --allow-changed-args is a choice of this invocation, not a setting of the run: it
+    leaves `flags` (so vars(args) too), so args.json never records it and a replay does not inherit it."""
+    allowed = flags.pop("allow_changed_args", False)
     recorded = Path(out_dir) / "args.json"
     old = json.loads(recorded.read_text())
-    new = json.loads(json.dumps(vars(args)))  # as args.json will hold them: tuples as lists
+    new = json.loads(json.dumps(flags))  # as args.json will hold them: tuples as lists
     changed = [f"--{key.replace('_', '-')} {json.dumps(old.get(key))} -> {json.dumps(new.get(key))}"
                for key in sorted(old.keys() | new.keys()) if key not in exempt and old.get(key) != new.get(key)]
     if changed and not allowed:

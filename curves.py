@@ -11,9 +11,8 @@ evaluation, train_sft.py with each checkpoint, both at the end. Runs are read fr
 logs.
 """
 import argparse
-import json
+import io
 import math
-import os
 import re
 from pathlib import Path
 
@@ -21,6 +20,7 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
 from cli import HelpFormatter
+from files import JSONLError, read_jsonl, write_atomic
 
 # (title, pattern over metrics keys), in the order drawn: a title with "{}" makes one panel per value of the pattern's
 # group (a domain: "all", then by name); one without puts every matching key in one panel (the time split)
@@ -52,15 +52,10 @@ def read_metrics(run_dir) -> list[dict]:
     path = Path(run_dir) / "metrics.jsonl"
     if not path.is_file():
         raise SystemExit(f"{path}: no such file (give a run directory of train_grpo.py or train_sft.py)")
-    lines = path.read_text().splitlines()
-    rows = []
-    for n, line in enumerate(lines, 1):
-        try:
-            rows.append(json.loads(line))
-        except json.JSONDecodeError as e:
-            if n < len(lines):
-                raise SystemExit(f"{path}:{n}: not valid JSON ({e})") from None
-    return rows
+    try:
+        return [row for _, row in read_jsonl(path, torn_tail=True)]
+    except JSONLError as e:
+        raise SystemExit(str(e)) from None
 
 
 def panels(keys) -> list[tuple[str, list[str]]]:
@@ -116,10 +111,9 @@ def save_figure(fig, path: Path):
     """A matplotlib figure as PNG, atomically."""
     if fig.get_layout_engine() is None:
         fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    fig.savefig(tmp, format="png", dpi=120)
-    os.replace(tmp, path)
+    png = io.BytesIO()
+    fig.savefig(png, format="png", dpi=120)
+    write_atomic(path, png.getvalue())
 
 
 def draw(runs: dict[str, list[dict]], path: Path) -> list[str]:
@@ -135,10 +129,7 @@ def draw_run(run_dir) -> list[str]:
     return draw({run_dir.name: read_metrics(run_dir)}, run_dir / "curves.png")
 
 
-def main(args):
+if __name__ == "__main__":
+    args = parser.parse_args()
     titles = draw({run: read_metrics(run) for run in args.runs}, Path(args.out))
     print(f"{args.out}: {len(titles)} panels ({', '.join(titles)})")
-
-
-if __name__ == "__main__":
-    main(parser.parse_args())

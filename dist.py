@@ -22,8 +22,8 @@ from torch.distributed.checkpoint.state_dict import get_state_dict, set_state_di
 from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
 from torch.distributed.tensor import DTensor
 
-from model import (CheckpointReader, Qwen3ForCausalLM, fill_weights, recompute_activations, remove_stale_temps,
-                   save_checkpoint, write_atomic)
+from files import remove_stale_temps, write_atomic
+from model import CheckpointReader, Qwen3ForCausalLM, fill_weights, recompute_activations, save_checkpoint
 
 LAUNCHER = os.getppid()  # this process's parent when it started: under torchrun, the agent that launched the ranks
 
@@ -67,7 +67,7 @@ def lock(out_dir):
     """Refuse to write into out_dir while another live run does: rank 0 holds an exclusive flock on out_dir/.lock
     for the life of its process. The kernel drops a flock when its process dies, however it dies, so a killed run
     leaves no stale lock for its resume to trip over. Every rank learns the outcome and exits alike. Holding it,
-    rank 0 removes what a killed run's saves left half-written (model.remove_stale_temps: their writers are dead)."""
+    rank 0 removes what a killed run's saves left half-written (files.remove_stale_temps: their writers are dead)."""
     global _lock
     holder = None
     if dist.get_rank() == 0:
@@ -210,11 +210,11 @@ def balanced(items: list, lengths: list[int]) -> list:
 # rename after everything else is on disk, so its presence means the checkpoint is complete.
 
 
-def record_args(out_dir: Path, args):
-    """Rank 0 prints the run's configuration and keeps it as out_dir/args.json (a temp file renamed into place)."""
+def record_args(out_dir: Path, flags: dict):
+    """Rank 0 prints the run's configuration (its parsed flags, vars(args)) and keeps it as out_dir/args.json."""
     if dist.get_rank() == 0:
-        print(json.dumps(vars(args)))
-        write_atomic(out_dir / "args.json", json.dumps(vars(args), indent=2))
+        print(json.dumps(flags))
+        write_atomic(out_dir / "args.json", json.dumps(flags, indent=2))
 
 
 def save_step(out_dir, step: int, model, optimizer, source_dir=None, dtype=None, keep_last=0, **state):

@@ -47,7 +47,6 @@ import math
 import zlib
 from collections import defaultdict
 from dataclasses import replace
-from datetime import date
 from functools import cached_property
 from pathlib import Path
 
@@ -56,13 +55,14 @@ from matplotlib.figure import Figure
 from tqdm import tqdm
 
 import rewards
-from benchmarks import BENCHMARKS, BenchmarkError, Options, load, read_templates
+from benchmarks import BENCHMARKS, BenchmarkError, load_benchmarks
 from cli import (HelpFormatter, add_config_flag, add_engine_flag, listed, non_negative_float, non_negative_int,
                  parse_args, positive_int, probability)
 from curves import save_figure
 from merge import label_pairs
+from files import read_jsonl, write_atomic
 from model import (TINY_DIR, CheckpointError, Qwen3Config, SamplingParams, check_vocab, from_preset, preset_config,
-                   read_json, write_atomic)
+                   read_json)
 from rollout import NativeEngine, Sample, open_engine
 from tokenizer import Tokenizer
 
@@ -120,7 +120,11 @@ def main(args):
     for key, value in zip(("temperature", "top_p", "top_k"), SAMPLING[args.protocol]):
         if getattr(args, key) is None:
             setattr(args, key, value)
-    benchmarks = load_benchmarks(args)  # every file is read before any model loads: a bad file fails in seconds
+    try:  # every file is read before any model loads: a bad file fails in seconds
+        benchmarks = load_benchmarks(listed(args.benchmarks), args.data_dir, label_pairs(args.path, "--path"),
+                                     label_pairs(args.window, "--window"), args.template, args.seed, args.limit)
+    except BenchmarkError as e:
+        raise SystemExit(str(e)) from None
     ks = samples_per_prompt(list(benchmarks), args.k, args.protocol)
     pass_ks = [int(k) for k in args.pass_k.split(",") if k]
     if any(not 1 <= k <= min(ks.values()) for k in pass_ks):
@@ -172,38 +176,6 @@ def model_names(models: dict) -> dict:
         if not name.replace("-", "").replace("_", "").replace(".", "").isalnum():
             raise SystemExit(f"--models {name}=...: a name is letters, digits, - _ . (it names a directory)")
     return models
-
-
-def load_benchmarks(args) -> dict:
-    names = listed(args.benchmarks)
-    unknown = [b for b in names if b not in BENCHMARKS]
-    if unknown:
-        raise SystemExit(f"unknown benchmark(s) {unknown}; known: {', '.join(BENCHMARKS)}")
-    paths = label_pairs(args.path, "--path")
-    windows = {name: window(name, span) for name, span in label_pairs(args.window, "--window").items()}
-    try:
-        options = Options(read_templates(args.template), args.seed, windows)
-        benchmarks = {}
-        for name in names:
-            loaded = load(name, Path(paths.get(name) or Path(args.data_dir) / BENCHMARKS[name].file), options)
-            loaded.records = loaded.records[:args.limit]
-            print(f"{name}: {len(loaded.records)} prompts" + "".join(f"; {note}" for note in loaded.notes))
-            benchmarks[name] = loaded
-    except BenchmarkError as e:
-        raise SystemExit(str(e)) from None
-    return benchmarks
-
-
-def window(name: str, span: str) -> tuple[str, str]:
-    start, _, end = span.partition(":")
-    try:
-        ok = name in BENCHMARKS and BENCHMARKS[name].window and date.fromisoformat(start) <= date.fromisoformat(end)
-    except ValueError:
-        ok = False
-    if not ok:
-        raise SystemExit(f"--window {name}={span}: expected lcb_v5 or lcb_v6 = START:END, two YYYY-MM-DD dates "
-                         f"in order")
-    return start, end
 
 
 class Model:
@@ -307,8 +279,7 @@ class Cache:
         prompt it answered: after a change of data or template, the changed prompts are generated anew."""
         samples = {}
         for part in sorted(self.dir.glob("part-*.jsonl")):
-            for line in part.read_text().splitlines():
-                row = json.loads(line)
+            for _, row in read_jsonl(part):
                 if prompts.get(row["record_id"]) == row["prompt_ids"]:
                     j = row.pop("sample")
                     samples[row["record_id"], j] = Sample(**row)

@@ -37,11 +37,11 @@ from matplotlib.figure import Figure
 
 from cli import HelpFormatter
 from curves import save_figure
-from model import write_atomic
+from files import read_jsonl, write_atomic
+from rewards import DOMAINS
 
 ROOT = Path(__file__).resolve().parent
 SFT = ROOT / "data/tiny-sft"
-DOMAINS = ("math", "code", "science", "if")
 MERGES = ("average", "task_arithmetic", "ties", "ties_dare", "ta_dare", "sce")
 BENCHMARKS = [f"toy_{d}" for d in DOMAINS]
 STAGES = ("rl", "multi", "merge", "opd", "eval", "analyze")
@@ -339,8 +339,7 @@ def curve(files: list[Path], key: str) -> tuple[list, list]:
     for f in files:
         if not f.exists():
             return [], []
-        rows = [json.loads(line) for line in f.read_text().splitlines()]
-        series.append({r["step"]: r[key] for r in rows if key in r})
+        series.append({r["step"]: r[key] for _, r in read_jsonl(f) if key in r})
     steps = sorted(set.intersection(*(set(s) for s in series)))
     return steps, [statistics.fmean(s[step] for s in series) for step in steps]
 

@@ -62,6 +62,7 @@ from tqdm import tqdm
 from cli import HelpFormatter, add_config_flag, parse_args as parse_with_config
 from model import (DTYPES, TINY_DIR, CheckpointError, CheckpointReader, check_out_dir, from_preset, save_checkpoint,
                    save_model)
+from rewards import DOMAINS
 
 METHODS = ("average", "task_arithmetic", "ties", "ties_dare", "ta_dare", "sce")
 # The parameters each method takes and their defaults: M2RL's run.sh calls MergeLM with scaling_coefficient 1.0,
@@ -399,7 +400,7 @@ def demo_checkpoints(root: Path, seed: int):
     save_model(model, root / "base", source_dir=TINY_DIR)
     base_state = {name: p.detach().clone() for name, p in model.named_parameters()}
     dirs = {}
-    for i, label in enumerate(("math", "code", "science", "if")):
+    for i, label in enumerate(DOMAINS):
         gen = torch.Generator().manual_seed(seed * 1000 + i + 1)
         with torch.no_grad():
             for name, p in model.named_parameters():

@@ -14,9 +14,7 @@ import functools
 import json
 import math
 import os
-import re
 import shutil
-import socket
 import uuid
 from dataclasses import MISSING, dataclass, field, fields
 from pathlib import Path
@@ -27,6 +25,7 @@ import torch.nn.functional as F
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
+from files import remove_stale_temps, temp_path
 from kernels import apply_rope, linear_logprobs, rms_norm, swiglu
 
 try:  # flash-attn is optional: it serves packed training on CUDA; SDPA gives the same result everywhere else
@@ -489,7 +488,7 @@ def save_checkpoint(out_dir, named_tensors, config: Qwen3Config, source_dir=None
         raise CheckpointError(f"{out_dir} is not a checkpoint (no config.json): save_checkpoint replaces only those")
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     remove_stale_temps(out_dir.parent)
-    tmp = _temp_path(out_dir, uuid.uuid4().hex[:8])
+    tmp = temp_path(out_dir, uuid.uuid4().hex[:8])
     tmp.mkdir()  # mode from the umask, as every file in it (mkdtemp would make it 0700: unreadable by others)
     try:
         _write_hf(tmp, named_tensors, config, source_dir, max_shard_bytes, extra_files, dtype)
@@ -539,14 +538,6 @@ def _write_hf(tmp: Path, named_tensors, config: Qwen3Config, source_dir, max_sha
         (tmp / name).write_text(text)
 
 
-def write_atomic(path: Path, data: str | bytes):
-    """A file written whole or not at all: a temporary file in the same directory, renamed onto `path`."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = _temp_path(path, "file")
-    tmp.write_bytes(data) if isinstance(data, bytes) else tmp.write_text(data)
-    os.replace(tmp, path)
-
-
 def check_out_dir(out_dir, marker: str, inputs=()):
     """Refuse, before any work, an --out that replacing whole (save_checkpoint) would lose data: it must be new, empty,
     or this script's own earlier output — holding `marker`, a file only this script writes (merge.py's
@@ -561,37 +552,6 @@ def check_out_dir(out_dir, marker: str, inputs=()):
     if out.exists() and not (out.is_dir() and (not any(out.iterdir()) or (out / marker).is_file())):
         raise CheckpointError(f"--out {out_dir} exists and is not an earlier output of this script (it has no "
                               f"{marker}), and it would be replaced whole: remove it yourself or choose another --out")
-
-
-# Temporaries carry their writer's host and pid, so the next writer can tell a killed run's leftovers (a killed merge
-# leaves a whole model) from a live writer's: `.NAME.m2rl-PID-TAG@HOST.tmp`. The host, because on a shared filesystem
-# another machine's pid means nothing here.
-HOST = socket.gethostname()
-TEMP = re.compile(r"\.(.+)\.m2rl-(\d+)-(\w+)@(.+)\.tmp")
-
-
-def _temp_path(path: Path, tag: str) -> Path:
-    return path.with_name(f".{path.name}.m2rl-{os.getpid()}-{tag}@{HOST}.tmp")
-
-
-def remove_stale_temps(directory: Path):
-    """Remove the temporaries in `directory` whose writer, on this host, is dead — but a previous output that
-    _replace_dir had moved aside, killed before the new one took its place, goes back to its name."""
-    for path in directory.glob(".*.m2rl-*.tmp"):
-        match = TEMP.fullmatch(path.name)
-        if match and match[4] == HOST:
-            name, pid, tag = match[1], int(match[2]), match[3]
-            try:
-                os.kill(pid, 0)
-            except ProcessLookupError:
-                if tag == "old" and not (directory / name).exists():
-                    path.rename(directory / name)
-                elif path.is_dir():
-                    shutil.rmtree(path, ignore_errors=True)
-                else:
-                    path.unlink(missing_ok=True)
-            except PermissionError:
-                pass  # alive, another user's
 
 
 def _write_shard(directory: Path, i: int, tensors: dict) -> Path:
@@ -612,7 +572,7 @@ def _umask() -> int:
 def _replace_dir(new: Path, target: Path):
     """Put `new` at `target` by renames only, so a reader never sees a half-written checkpoint."""
     if target.exists():
-        old = _temp_path(target, "old")
+        old = temp_path(target, "old")
         target.rename(old)
         new.rename(target)
         shutil.rmtree(old)

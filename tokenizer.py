@@ -23,7 +23,6 @@ a default system prompt). `Tokenizer.chat_format` says which was chosen and why;
 """
 import argparse
 import json
-import os
 import random
 import re
 from datetime import datetime
@@ -35,6 +34,8 @@ import jinja2.nodes
 import jinja2.sandbox
 from tokenizers import AddedToken, Regex, decoders, models, normalizers, pre_tokenizers, processors, trainers
 from tokenizers import Tokenizer as HFTokenizer
+
+from files import write_atomic
 
 ENDOFTEXT, IM_START, IM_END, THINK, END_THINK = "<|endoftext|>", "<|im_start|>", "<|im_end|>", "<think>", "</think>"
 ROLES = ("system", "user", "assistant")
@@ -391,12 +392,8 @@ def write_tiny(out: Path):
                                  for i, t in sorted(added.items())},
         "chat_template": QWEN3_TEMPLATE_FILE.read_text(),
     }
-    out.mkdir(parents=True, exist_ok=True)
-    files = {"tokenizer.json": tok.to_str(pretty=True), "tokenizer_config.json": json.dumps(config, indent=2)}
-    for name, text in files.items():
-        tmp = out / (name + ".tmp")
-        tmp.write_text(text + "\n")
-        os.replace(tmp, out / name)
+    write_atomic(out / "tokenizer.json", tok.to_str(pretty=True) + "\n")
+    write_atomic(out / "tokenizer_config.json", json.dumps(config, indent=2) + "\n")
 
 
 if __name__ == "__main__":

@@ -40,22 +40,23 @@ import memory
 import rewards
 import tracking
 from benchmarks import BENCHMARKS
-from cli import (HelpFormatter, add_config_flag, add_engine_flag, add_resume_flag, check_resumed_args, existing_file,
-                 model_dir, non_negative_float, non_negative_int, parse_args, positive_float, positive_int, probability)
+from cli import (HelpFormatter, add_config_flag, add_engine_flag, add_resume_flag, existing_file, model_dir,
+                 non_negative_float, non_negative_int, parse_args, positive_float, positive_int, probability)
 from data.blend import BlendError, load_blend, realise
-from data.record import DOMAINS, RecordError, load_records
+from data.record import RecordError, load_records
 from model import DTYPES, CheckpointError, Qwen3Config, SamplingParams, check_vocab, load_model
 from rollout import NativeEngine, open_engine
 from tokenizer import Tokenizer
 from merge import label_pairs
-from train_sft import Metrics, adamw, stream_indices
+from training import Metrics, adamw, open_run, stream_indices
 
 ROOT = Path(__file__).resolve().parent
 TINY_SFT = ROOT / "data/tiny-sft"
 LOSS_AGGREGATIONS = ("seq-mean-token-mean", "token-mean", "seq-mean-token-sum-norm")
 # in-loop evaluation under --protocol m2rl: each domain sampled K times as the paper's benchmark of it
+# (a domain without one here, such as code: 4 samples, as evaluate.py)
 EVAL_K = {"math": BENCHMARKS["aime24"].paper_k, "science": BENCHMARKS["gpqa_diamond"].paper_k,
-          "if": BENCHMARKS["ifbench"].paper_k, "code": 4}
+          "if": BENCHMARKS["ifbench"].paper_k}
 TIME_LABELS = {"generate": "gen", "reward": "rew", "logprob": "lp"}  # the live line's short names of a step's phases
 # flags that may change when a run resumes: --steps extends it (the learning rate is constant, so a longer run is the
 # same run going on); the rest say where and how often it saves and reports, and how many processes score, not what
@@ -65,7 +66,8 @@ parser = argparse.ArgumentParser(description=__doc__, formatter_class=HelpFormat
 add_config_flag(parser)
 parser.add_argument("--model", type=model_dir, help="HF checkpoint to start from, usually an SFT one (default: "
                                                     "data/tiny-sft, the tiny preset SFT'd on the toy data)")
-parser.add_argument("--domains", default="math,code,science,if", help="comma-separated, from " + ",".join(DOMAINS))
+parser.add_argument("--domains", default=",".join(rewards.DOMAINS),
+                    help="comma-separated, from " + ",".join(rewards.DOMAINS))
 data_args = parser.add_mutually_exclusive_group()
 data_args.add_argument("--data", nargs="+", type=existing_file,
                        help="RL record JSONL files (default: the toy RL split of each domain); records of other "
@@ -237,19 +239,8 @@ def main(args):
     rank, world, device = m2rl_dist.init()
     torch.manual_seed(args.seed)
     out = Path(args.out)
-    m2rl_dist.lock(out)
-    done = m2rl_dist.steps_done(out)
-    if done > args.steps:
-        raise SystemExit(f"--steps {args.steps}: {out} already holds step {done}; ask for more steps to continue that "
-                         f"run, or give a new --out")
-    if done == args.steps:  # a finished run started again: its latest checkpoint and args.json stay as they are
-        if rank == 0:
-            print(f"{out} is already at step {done} of --steps {args.steps}: nothing to do")
-        dist.destroy_process_group()
+    if not open_run(out, vars(args), args.steps, f"--steps {args.steps}:", RESUME_MAY_CHANGE, rank):
         return
-    if done:
-        check_resumed_args(out, args, RESUME_MAY_CHANGE, announce=rank == 0)
-    m2rl_dist.record_args(out, args)
     if args.blend and rank == 0:
         realised.save(out)  # blend.md + blend.json: what this run drew its prompts from
 
@@ -670,9 +661,9 @@ def response_logprobs(model, batch: MicroBatch, temperature, with_entropy=False)
 
 def parse_domains(text: str) -> list[str]:
     domains = [d.strip() for d in text.split(",") if d.strip()]
-    unknown = [d for d in domains if d not in DOMAINS]
+    unknown = [d for d in domains if d not in rewards.DOMAINS]
     if unknown or not domains:
-        raise SystemExit(f"--domains {text!r}: unknown domain(s) {unknown}; choose from {', '.join(DOMAINS)}")
+        raise SystemExit(f"--domains {text!r}: unknown domain(s) {unknown}; choose from {', '.join(rewards.DOMAINS)}")
     return domains
 
 
@@ -805,7 +796,7 @@ def evaluate(engine, prompts, scorer, tokenizer, args, rank, world) -> dict:
     stats = Stats()
     for domain, pool in prompts.items():
         share = pool[rank::world]
-        k = EVAL_K[domain] if args.protocol == "m2rl" else 1
+        k = EVAL_K.get(domain, 4) if args.protocol == "m2rl" else 1
         sp = sampling(args, tokenizer, args.seed, greedy=args.protocol != "m2rl")
         if args.protocol == "m2rl":
             sp = replace(sp, top_p=0.7, top_k=0)

@@ -16,7 +16,6 @@ sources one after another, so a buffer smaller than the data would train domain 
 would land in the same few steps. The trainer state keeps the stream position: a resumed run goes on exactly.
 """
 import argparse
-import json
 import math
 import os
 import resource
@@ -33,12 +32,13 @@ import curves
 import dist as m2rl_dist
 import memory
 import tracking
-from cli import (HelpFormatter, add_config_flag, add_resume_flag, check_resumed_args, existing_file, model_dir,
-                 non_negative_float, non_negative_int, parse_args, positive_float, positive_int)
+from cli import (HelpFormatter, add_config_flag, add_resume_flag, existing_file, model_dir, non_negative_float,
+                 non_negative_int, parse_args, positive_float, positive_int)
 from data.blend import Blend, BlendError, load_blend, parse_blend, realise
 from data.record import RecordError
 from model import DTYPES, PRESETS, TINY_DIR, CheckpointError, Qwen3Config, check_vocab, preset_config
 from tokenizer import Tokenizer
+from training import Metrics, adamw, open_run
 
 ROOT = Path(__file__).resolve().parent
 # flags that may change when a run resumes: where and how often it saves and reports, not what it computes (--epochs
@@ -138,19 +138,9 @@ def main(args):
                          f"({world} x {args.micro_rows}): every rank runs the same number of micro-batches")
     if steps == 0:
         raise SystemExit(f"{n_rows} packed rows make no step of --batch-rows {args.batch_rows}")
-    m2rl_dist.lock(out)
-    done = m2rl_dist.steps_done(out)
-    if done > steps:
-        raise SystemExit(f"--epochs {args.epochs} (--max-steps {args.max_steps}) make {steps} steps, but {out} already "
-                         f"holds step {done}; ask for more to continue that run, or give a new --out")
-    if done == steps:  # a finished run started again: its latest checkpoint and args.json stay as they are
-        if rank == 0:
-            print(f"{out} is already at step {done} of {steps}: nothing to do")
-        dist.destroy_process_group()
+    if not open_run(out, vars(args), steps, f"--epochs {args.epochs} (--max-steps {args.max_steps}) make {steps} "
+                                            f"steps, but", RESUME_MAY_CHANGE, rank):
         return
-    if done:
-        check_resumed_args(out, args, RESUME_MAY_CHANGE, announce=rank == 0)
-    m2rl_dist.record_args(out, args)
     if rank == 0:
         blend.save(out)  # blend.md + blend.json: what this run trained on
 
@@ -334,22 +324,6 @@ def pad_row(row, seq_len, pad_id):
     return [row[0] + [pad_id] * n, row[1] + list(range(n)), row[2] + [-100] * n]
 
 
-def stream_indices(n, first, count, seed) -> torch.Tensor:
-    """Items [first, first + count) of the endless stream of seeded per-epoch permutations of range(n)."""
-    epochs = range(first // n, (first + count - 1) // n + 1)
-    order = torch.cat([torch.randperm(n, generator=torch.Generator().manual_seed(seed * 1000 + e)) for e in epochs])
-    offset = first - epochs[0] * n
-    return order[offset:offset + count]
-
-
-def adamw(model, lr, betas, weight_decay):
-    """AdamW with no decay on norms and biases (the parameters of fewer than 2 dimensions), as nanoGPT."""
-    decay = [p for p in model.parameters() if p.dim() >= 2]
-    no_decay = [p for p in model.parameters() if p.dim() < 2]
-    return torch.optim.AdamW([{"params": decay, "weight_decay": weight_decay},
-                              {"params": no_decay, "weight_decay": 0.0}], lr=lr, betas=tuple(betas))
-
-
 def live_line(row: dict) -> str:
     """A step's row as the progress bar's postfix; tqdm's own ETA sits before it."""
     return f"loss {row['train/loss']:.4f}, lr {row['train/lr']:.2e}, {row['train/tokens_per_s']:,.0f} tok/s"
@@ -362,35 +336,6 @@ def lr_at(step, steps, args):
         return args.lr * (step + 1) / warmup
     progress = (step - warmup) / max(1, steps - warmup)
     return args.min_lr + 0.5 * (args.lr - args.min_lr) * (1 + math.cos(math.pi * progress))
-
-
-class Metrics:
-    """metrics.jsonl, one object per step. On resume, lines of steps after the checkpoint (written by the run that
-    died) are dropped, so the file reads as one uninterrupted run. So is a torn last line: a run that died mid-write
-    (a full disk) leaves one, and its step is redone."""
-
-    def __init__(self, path: Path, keep_below: int):
-        self.path = path
-        if path.exists():
-            lines = path.read_text().splitlines()
-            kept = []
-            for n, line in enumerate(lines, 1):
-                try:
-                    row = json.loads(line)
-                except json.JSONDecodeError as e:
-                    if n == len(lines):
-                        print(f"{path}:{n}: dropped a torn last line (the run that wrote it died mid-write)")
-                        break
-                    raise SystemExit(f"{path}:{n}: not valid JSON ({e}); repair or remove the line, then resume")
-                if row["step"] <= keep_below:
-                    kept.append(line)
-            tmp = path.with_suffix(".tmp")
-            tmp.write_text("".join(l + "\n" for l in kept))
-            os.replace(tmp, path)
-
-    def log(self, row: dict):
-        with open(self.path, "a") as f:
-            f.write(json.dumps(row) + "\n")
 
 
 if __name__ == "__main__":

@@ -11,7 +11,6 @@ its imports (and the verifiers' imports), and the wall time:
 """
 import argparse
 import json
-import os
 import resource
 import subprocess
 import sys
@@ -22,6 +21,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as `python bench/blend_index.py`
 from data.blend import index_lines, parse_blend, realise  # noqa: E402
 from data.record import parse_record  # noqa: E402
+from files import write_atomic  # noqa: E402
 
 VARIANTS = ("index", "readlines", "stream")
 
@@ -86,10 +86,8 @@ def main():
     print(f"indexing holds {rows['index']['peak_mb'] / size_mb:.1%} of the file in memory; "
           f"readlines / index peak: {rows['readlines']['peak_mb'] / rows['index']['peak_mb']:.1f}x")
     if args.out:
-        args.out.mkdir(parents=True, exist_ok=True)
-        tmp_path = args.out / "blend_index.json.tmp"
-        tmp_path.write_text(json.dumps(dict(lines=args.lines, file_mb=size_mb, rows=rows), indent=2))
-        os.replace(tmp_path, args.out / "blend_index.json")
+        write_atomic(args.out / "blend_index.json",
+                     json.dumps(dict(lines=args.lines, file_mb=size_mb, rows=rows), indent=2))
 
 
 if __name__ == "__main__":

@@ -51,6 +51,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 import rewards  # noqa: E402
 from benchmarks import Options, load  # noqa: E402
+from files import read_jsonl  # noqa: E402
 from model import DTYPES, CheckpointReader, save_checkpoint  # noqa: E402
 from tokenizer import Tokenizer  # noqa: E402
 
@@ -174,7 +175,7 @@ def run_evaluate(args, model: Path, out: Path):
                     "--max-new-tokens", str(args.max_new_tokens), "--batch-size", str(args.batch_size),
                     "--out", str(out)] + (["--limit", str(args.limit)] if args.limit else []), check=True, cwd=ROOT)
     seconds = time.time() - start
-    rows = [json.loads(line) for line in (out / "samples/m2rl/ifeval.jsonl").read_text().splitlines()]
+    rows = [row for _, row in read_jsonl(out / "samples/m2rl/ifeval.jsonl")]
     return {row["id"]: {"text": row["text"], "tokens": row["tokens"], "finish_reason": row["finish_reason"],
                         "strict": row["info"]["strict"], "loose": row["info"]["loose"]} for row in rows}, seconds
 
@@ -207,8 +208,7 @@ def run_lmeval(args, model: Path, out: Path):
                  json.loads(results_file.read_text())["results"]["ifeval_local"].items()
                  if k.endswith("_acc,none")}
     samples = {}
-    for line in samples_file.read_text().splitlines():
-        row = json.loads(line)
+    for _, row in read_jsonl(samples_file):
         samples[f"ifeval-{row['doc']['key']}"] = {
             "prompt": row["arguments"]["gen_args_0"]["arg_0"], "text": row["filtered_resps"][0],
             "strict": row["inst_level_strict_acc"], "loose": row["inst_level_loose_acc"]}
@@ -226,11 +226,9 @@ json.dump([process_results(row["doc"], [row["response"]]) for row in rows], open
 def compare_scoring(args, records, out: Path):
     """--responses: the same texts through lm-eval's process_results (its venv) and rewards/ifeval.py."""
     responses = {}
-    for line in Path(args.responses).read_text(encoding="utf-8").splitlines():
-        row = json.loads(line)
+    for _, row in read_jsonl(args.responses):
         responses[row["prompt"]] = row["response"]
-    rows = [json.loads(line) for line in Path(args.ifeval).read_text(encoding="utf-8").splitlines()]
-    docs = {f"ifeval-{row['key']}": row for row in rows}
+    docs = {f"ifeval-{row['key']}": row for _, row in read_jsonl(args.ifeval)}
     records = [r for r in records if docs[r.id]["prompt"] in responses]
     nltk_data = out / "nltk_data"
     write_punkt_tab(nltk_data / "tokenizers/punkt_tab/english")

@@ -50,7 +50,8 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # run as `python bench/gpu_smoke.py`
 from memory import parameter_count, plan_bytes  # noqa: E402
-from model import PRESETS, TINY_DIR, Qwen3Config, SamplingParams, write_atomic  # noqa: E402
+from files import read_jsonl, write_atomic  # noqa: E402
+from model import PRESETS, TINY_DIR, Qwen3Config, SamplingParams  # noqa: E402
 
 FAMILIES = {"rmsnorm": "rmsnorm", "rope": "rope", "swiglu": "silu_mul", "logprobs": "logprobs"}  # line -> kernels/
 SIZES_4B = dict(hidden=2560, inter=9728, n_q=32, n_kv=8, head_dim=128, vocab=151936)
@@ -213,7 +214,7 @@ def trainer_step_lines(tokens):
     """Two lines: MFU of FSDP2 + AdamW steps at the 0.6B shape, and their peak memory against memory.plan_bytes."""
     import dist as m2rl_dist
     from model import from_preset
-    from train_sft import adamw
+    from training import adamw
 
     environ = dict(os.environ)
     m2rl_dist.init()  # a world of one on this GPU, NCCL
@@ -364,7 +365,7 @@ def grpo_line(checkpoint: Path, out: Path, deadline: float):
     run = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=max(1, deadline - time.time()))
     if run.returncode:
         return False, f"exit {run.returncode}: {run.stderr.strip().splitlines()[-1][:90]}"
-    rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    rows = [row for _, row in read_jsonl(run_dir / "metrics.jsonl")]
     diff = max(row["train/engine_logprob_abs_diff"] for row in rows)
     step = sum(v for k, v in rows[-1].items() if k.startswith("time/"))
     return (len(rows) == 2 and diff <= 0.1,

@@ -43,6 +43,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 import rewards  # noqa: E402
 from data.record import load_records  # noqa: E402
+from files import read_jsonl, write_atomic  # noqa: E402
 from tokenizer import Tokenizer  # noqa: E402
 
 DEFAULT_MODEL = ROOT / "data/tiny-sft"  # the embedded SFT'd tiny model docs/benchmarks.md's numbers were measured with
@@ -89,10 +90,7 @@ def main(args):
     table = report(args, steps, rollout_rows, skipped, load)
     print(table)
     out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_suffix(".tmp")
-    tmp.write_text(table)
-    os.replace(tmp, out)
+    write_atomic(out, table)
     print(f"written to {out}")
 
 
@@ -115,7 +113,7 @@ def m2rl_steps(args, engine: str, out: Path) -> dict:
            "--prompts-per-step", str(args.prompts), "--group-size", str(args.group_size), "--max-response-len",
            str(args.max_new_tokens), "--lr", str(args.lr), "--seed", str(args.seed), "--out", str(out)]
     run_logged(cmd, out.with_suffix(".log"), f"m2rl ({engine} engine)")
-    metrics = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()][args.warmup:]
+    metrics = [row for _, row in read_jsonl(out / "metrics.jsonl")][args.warmup:]
     rows = []
     for m in metrics:
         split = {k: m[f"time/{k}_s"] for k in ("generate", "reward", "logprob", "train", "sync")}

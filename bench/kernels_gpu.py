@@ -10,7 +10,6 @@ necessary 2NHV (forward) and 6NHV (forward + backward) flops, with its peak memo
 """
 import argparse
 import json
-import os
 import sys
 from pathlib import Path
 
@@ -18,6 +17,7 @@ import torch
 from triton.testing import do_bench
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as `python bench/kernels_gpu.py`
+from files import write_atomic  # noqa: E402
 from kernels import eager, logprobs, rmsnorm, rope, silu_mul  # noqa: E402
 
 
@@ -105,11 +105,9 @@ def main():
             rows.append(dict(kernel=name, impl=impl, forward_ms=forward_ms, forward_backward_ms=both_ms, unit=unit,
                              forward_rate=rate, forward_backward_rate=rate_both, peak_gb=peak_gb))
     if args.out:
-        args.out.mkdir(parents=True, exist_ok=True)
-        tmp = args.out / "kernels_gpu.json.tmp"
-        tmp.write_text(json.dumps(dict(args={k: str(v) for k, v in vars(args).items()},
-                                       device=torch.cuda.get_device_name(), copy_gbs=copy, rows=rows), indent=2))
-        os.replace(tmp, args.out / "kernels_gpu.json")
+        write_atomic(args.out / "kernels_gpu.json",
+                     json.dumps(dict(args={k: str(v) for k, v in vars(args).items()},
+                                     device=torch.cuda.get_device_name(), copy_gbs=copy, rows=rows), indent=2))
 
 
 if __name__ == "__main__":

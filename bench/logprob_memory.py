@@ -25,6 +25,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as `python bench/logprob_memory.py`
 import kernels  # noqa: E402
+from files import write_atomic  # noqa: E402
 
 NAIVE_LOGIT_COPIES = 6  # the naive variant's peak, in fp32 (tokens x vocab) logits, with a margin (measured: 4.9)
 
@@ -114,11 +115,9 @@ def main():
     print(f"max |blocked - naive| on the first {common} tokens: logprob {agreement['logprobs']:.2e}, "
           f"entropy {agreement['entropy']:.2e}")
     if args.out:
-        args.out.mkdir(parents=True, exist_ok=True)
-        tmp_path = args.out / "logprob_memory.json.tmp"
-        tmp_path.write_text(json.dumps(dict(args=config, rows=rows,
-                                            naive_over_blocked=ratio, max_abs_diff=agreement), indent=2))
-        os.replace(tmp_path, args.out / "logprob_memory.json")
+        write_atomic(args.out / "logprob_memory.json",
+                     json.dumps(dict(args=config, rows=rows, naive_over_blocked=ratio, max_abs_diff=agreement),
+                                indent=2))
 
 
 if __name__ == "__main__":

@@ -30,9 +30,11 @@ import torch
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+from files import write_atomic  # noqa: E402
 from model import PRESETS, CheckpointReader, Qwen3Config, Qwen3ForCausalLM, save_checkpoint  # noqa: E402
+from rewards import DOMAINS  # noqa: E402
 
-LABELS = ("math", "code", "science", "if")
+LABELS = tuple(DOMAINS)  # one model per domain, as the study merges
 TOKENIZER = REPO.parent / "shared" / "peer" / "qwen3-tokenizer"  # the real Qwen3 tokenizer, copied into the checkpoints
 
 p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
@@ -146,9 +148,7 @@ for name, (flags, mk_method) in runs.items():
     print(name, json.dumps(row))
 results["load_after"] = os.getloadavg()
 
-tmp = out / ".merge_bench.json.tmp"
-tmp.write_text(json.dumps(results, indent=2))
-os.replace(tmp, out / "merge_bench.json")
+write_atomic(out / "merge_bench.json", json.dumps(results, indent=2))
 print(f"\n{args.preset} ({n_params / 1e9:.2f}B params) x {len(LABELS)} models, bf16, {results['threads']} threads, "
       f"load average {results['load_before'][0]:.1f} -> {results['load_after'][0]:.1f}")
 print(f"{'method':<20}{'merge.py':>10}{'mergekit':>10}{'speed-up':>10}{'RSS ours':>10}{'mergekit':>10}{'ratio':>7}"

@@ -21,6 +21,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path[0] = str(ROOT)
 
 from data.record import Record  # noqa: E402
+from files import write_atomic  # noqa: E402
 import rewards  # noqa: E402
 from rewards import code  # noqa: E402
 
@@ -118,11 +119,8 @@ def main():
 
     print(json.dumps(results, indent=2))
     out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
     for name, payload in (("args.json", vars(args)), ("results.json", results)):
-        tmp = out / f".{name}.tmp"
-        tmp.write_text(json.dumps(payload, indent=2) + "\n")
-        os.replace(tmp, out / name)
+        write_atomic(out / name, json.dumps(payload, indent=2) + "\n")
 
 
 if __name__ == "__main__":

@@ -34,6 +34,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 from data.record import load_records, write_records  # noqa: E402
+from files import read_jsonl  # noqa: E402
 from model import Qwen3Config, Qwen3ForCausalLM, save_checkpoint  # noqa: E402
 
 TOKENIZER = ROOT.parent / "shared" / "peer" / "qwen3-tokenizer"
@@ -170,7 +171,7 @@ def torchrun(command, run_dir: Path) -> float:
 
 
 def measured(run_dir: Path) -> list[dict]:
-    return [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    return [row for _, row in read_jsonl(run_dir / "metrics.jsonl")]
 
 
 def report(rows, paper_plan: str) -> str:

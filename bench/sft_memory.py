@@ -24,6 +24,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # run as `python bench/sft_memory.py`
 from data.record import load_records, write_records  # noqa: E402
+from files import write_atomic  # noqa: E402
 
 
 def write_data(path: Path, n: int) -> None:
@@ -69,10 +70,8 @@ def main():
     print(f"10x the records: peak {large['peak_mb'] - small['peak_mb']:+.1f} MB "
           f"({large['peak_mb'] / small['peak_mb']:.3f}x)")
     if args.out:
-        args.out.mkdir(parents=True, exist_ok=True)
-        tmp_path = args.out / "sft_memory.json.tmp"
-        tmp_path.write_text(json.dumps(dict(script=str(args.script), documents=args.documents, rows=rows), indent=2))
-        os.replace(tmp_path, args.out / "sft_memory.json")
+        write_atomic(args.out / "sft_memory.json",
+                     json.dumps(dict(script=str(args.script), documents=args.documents, rows=rows), indent=2))
 
 
 if __name__ == "__main__":

@@ -52,7 +52,9 @@ from tqdm import tqdm
 
 from data.convert import CONVERTERS as ROW_CONVERTERS
 from data.convert import Skip
-from data.record import DOMAINS, Record, RecordError, json_line, parse_record
+from data.record import Record, RecordError, json_line, parse_record
+from files import write_atomic
+from rewards import DOMAINS
 
 CONVERTERS = ("record", *ROW_CONVERTERS)
 METHODS = ("sample", "all", "repeat")
@@ -389,12 +391,8 @@ class Realised:
 
     def save(self, out_dir) -> None:
         """blend.md (the table) and blend.json (counts, files, seed), each written atomically."""
-        out_dir = Path(out_dir)
-        out_dir.mkdir(parents=True, exist_ok=True)
-        for name, text in (("blend.md", self.table()), ("blend.json", json.dumps(self.to_json(), indent=2) + "\n")):
-            tmp = out_dir / f".{name}.{os.getpid()}.tmp"  # same directory: os.replace is then atomic
-            tmp.write_text(text, encoding="utf-8")
-            os.replace(tmp, out_dir / name)
+        write_atomic(Path(out_dir) / "blend.md", self.table())
+        write_atomic(Path(out_dir) / "blend.json", json.dumps(self.to_json(), indent=2) + "\n")
 
 
 def read_line(d: Draw, index: LineIndex, i: int, f, skip_bad: bool) -> Record | str:

@@ -33,8 +33,8 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from data.record import DOMAINS, RecordError, json_line, parse_record, write_records
-from rewards import PROTOCOLS
+from data.record import RecordError, json_line, parse_record, write_records
+from rewards import DOMAINS, PROTOCOLS
 from tokenizer import split_reasoning
 
 # The blend's dataset names end in these (e.g. "nano_v3_sft_profiled_dapo17k").

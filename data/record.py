@@ -2,32 +2,30 @@
 
     read_records(path, bad=None)   stream a JSONL file of records, each validated
     load_records(path, skip_bad=False) -> list[Record]
-    write_records(path, records)   atomically (temp file, then os.replace)
+    write_records(path, records)   atomically (files.write_atomic)
 
 A line is valid when it is a JSON object with exactly the Record's keys: `id` (non-empty, unique in the file),
-`domain` (one of DOMAINS), `messages` (the prompt: chat messages ending with a user turn), `verifier` (the
+`domain` (one of rewards.DOMAINS), `messages` (the prompt: chat messages ending with a user turn), `verifier` (the
 domain's fields, checked by rewards.validate), and optionally `response` ({"content", "reasoning_content"}, the
 SFT target) and `source`. An SFT-only record (a response, and no gold to score it by) carries `verifier: {}`.
 A malformed line raises RecordError naming the file, the line and the key; with skip_bad it is counted and skipped.
 Every converter produces exactly this, and nothing downstream reads a foreign format.
 """
 import json
-import os
 import sys
 from collections import Counter
 from dataclasses import dataclass, fields
-from pathlib import Path
 
 import rewards
+from files import JSONLError, json_object, read_jsonl, write_atomic
 
-DOMAINS = ("math", "code", "science", "if")
 ROLES = ("system", "user", "assistant")
 
 
 @dataclass
 class Record:
     id: str
-    domain: str            # one of DOMAINS; selects the verifier in rewards/
+    domain: str            # one of rewards.DOMAINS; selects the verifier in rewards/
     messages: list[dict]   # the prompt as chat messages: [{"role": ..., "content": ...}, ...]
     verifier: dict         # the domain's fields: gold answer / tests / options + answer / instruction ids + kwargs
     response: dict | None = None  # SFT target: {"content": ..., "reasoning_content": ...}
@@ -38,23 +36,17 @@ KEYS = tuple(f.name for f in fields(Record))
 REQUIRED = KEYS[:4]
 
 
-class RecordError(ValueError):
-    """A malformed record. `key` is what was wrong (a Record key, "json" or "line"): skip_bad counts by it."""
-
-    def __init__(self, key: str, message: str):
-        super().__init__(message)
-        self.key = key
+class RecordError(JSONLError):
+    """A malformed record. `key` is what was wrong (a Record key, or the line's: "json", "line"): skip_bad counts by
+    it."""
 
 
 def json_line(line) -> dict:
     """One JSONL line -> its object, or RecordError."""
     try:
-        obj = json.loads(line)
-    except json.JSONDecodeError as e:
-        raise RecordError("json", f"not valid JSON ({e})") from None
-    if not isinstance(obj, dict):
-        raise RecordError("line", f"a line must hold a JSON object, got {type(obj).__name__}")
-    return obj
+        return json_object(line)
+    except JSONLError as e:
+        raise RecordError(e.key, str(e)) from None
 
 
 def parse_record(obj: dict) -> Record:
@@ -68,8 +60,9 @@ def parse_record(obj: dict) -> Record:
     record = Record(**obj)
     if not isinstance(record.id, str) or not record.id:
         raise RecordError("id", f"key 'id' must be a non-empty string, got {record.id!r}")
-    if record.domain not in DOMAINS:
-        raise RecordError("domain", f"key 'domain' is {record.domain!r}; it must be one of {', '.join(DOMAINS)}")
+    if record.domain not in rewards.DOMAINS:
+        raise RecordError("domain", f"key 'domain' is {record.domain!r}; it must be one of "
+                                    f"{', '.join(rewards.DOMAINS)}")
     check_messages(record.messages)
     if record.response is not None:
         check_response(record.response)
@@ -108,24 +101,25 @@ def check_response(response) -> None:
 
 def read_records(path, bad: list | None = None):
     """Yield the file's records in order. A bad line raises RecordError "FILE:LINE: ...", or, when a list is
-    passed as `bad`, that error is appended to it and the line skipped."""
+    passed as `bad`, its error is appended to it and the line skipped: a RecordError, or read_jsonl's JSONLError
+    for a line that is no JSON object (both with a `key`)."""
     seen = {}  # id -> line: ids name records in samples and metrics, so they must be unique
-    with open(path, encoding="utf-8") as f:
-        for n, line in enumerate(f, 1):
-            if not line.strip():
-                continue
+    try:
+        for n, obj in read_jsonl(path, bad):
             try:
-                record = parse_record(json_line(line))
+                record = parse_record(obj)
                 if record.id in seen:
                     raise RecordError("id", f"duplicate id {record.id!r} (first at line {seen[record.id]})")
                 seen[record.id] = n
             except RecordError as e:
                 error = RecordError(e.key, f"{path}:{n}: {e}")
                 if bad is None:
-                    raise RecordError(e.key, f"{error} - fix the line, or load with skip_bad=True") from None
+                    raise error from None
                 bad.append(error)
                 continue
             yield record
+    except JSONLError as e:  # this line's record, or read_jsonl's line that is not a JSON object
+        raise RecordError(e.key, f"{e} - fix the line, or load with skip_bad=True") from None
 
 
 def load_records(path, skip_bad: bool = False) -> list[Record]:
@@ -139,20 +133,16 @@ def load_records(path, skip_bad: bool = False) -> list[Record]:
 
 
 def write_records(path, records) -> int:
-    """Write records (any iterable, consumed as it streams) as JSONL; the file appears whole or not at all."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")  # same directory: os.replace is then atomic
-    try:
-        with open(tmp, "w", encoding="utf-8") as f:
-            n = 0
-            for record in records:
-                f.write(to_json(record) + "\n")
-                n += 1
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
+    """Write records (any iterable, consumed as it streams) as JSONL; the file appears whole or not at all. Returns
+    how many."""
+    n = 0
+
+    def lines():
+        nonlocal n
+        for record in records:
+            n += 1
+            yield to_json(record) + "\n"
+    write_atomic(path, lines())
     return n
 
 

@@ -50,8 +50,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from data.record import DOMAINS, Record, write_records
-from rewards import ifeval
+from data.record import Record, write_records
+from rewards import DOMAINS, ifeval
 
 OUT = Path(__file__).resolve().parent / "toy"
 SIZES = {"eval": 500, "rl": 1000, "sft": 2000}  # records per domain

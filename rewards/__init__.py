@@ -2,6 +2,7 @@
 
     score(record, response, think_gate=False, partial=False, protocol="toy") -> Score(reward, info)    never raises
     validate(record)                       at data-load time: ValueError naming the record, domain and key
+    DOMAINS                                the registered domains (MODULES' keys), the one list of them
     score_batch(records, responses, ...)   / ScorePool: worker processes, a hard wall-clock limit per item
 
 Each domain module - math, code, science, and ifeval for "if" - has `verify(response, verifier, protocol="toy") ->
@@ -35,7 +36,11 @@ from multiprocessing.connection import Connection, wait
 from multiprocessing.process import BaseProcess
 from typing import NamedTuple
 
+# The registry of domains: a domain is a key here, its verifier the module rewards/<value>.py. Every list of domains
+# (record validation, --domains, the toy benchmarks, the study) reads DOMAINS, a live view of these keys: adding a
+# domain is its module plus one line here (docs/extending.md).
 MODULES = {"math": "math", "code": "code", "science": "science", "if": "ifeval"}
+DOMAINS = MODULES.keys()
 PROTOCOLS = ("toy", "m2rl")
 
 
@@ -77,7 +82,7 @@ def validate(record) -> None:
 
 def domain_module(domain: str):
     if domain not in MODULES:
-        raise ValueError(f"unknown domain {domain!r}: a record's domain must be one of {', '.join(MODULES)}")
+        raise ValueError(f"unknown domain {domain!r}: a record's domain must be one of {', '.join(DOMAINS)}")
     # Imported on first use: math-verify pulls in sympy (~1 s), and a code-only run needs neither.
     return importlib.import_module(f".{MODULES[domain]}", __name__)
 

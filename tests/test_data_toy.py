@@ -15,7 +15,8 @@ import pytest
 
 import rewards
 from data import toy
-from data.record import DOMAINS, load_records
+from data.record import load_records
+from rewards import DOMAINS
 from tokenizer import Tokenizer
 
 ROOT = Path(__file__).resolve().parents[1]

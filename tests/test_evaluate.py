@@ -21,7 +21,9 @@ import pytest
 
 import evaluate
 import rewards
-from benchmarks import BENCHMARKS, LETTERS, TEMPLATES, BenchmarkError, Options, hle_regrade, load, read_templates
+from benchmarks import (BENCHMARKS, LETTERS, TEMPLATES, BenchmarkError, Options, hle_regrade, load, load_benchmarks,
+                        read_templates)
+from cli import listed
 from data.record import Record
 from evaluate import avg_at_k, if_levels, pass_at_k, ratio, table
 from rollout import NativeEngine
@@ -374,7 +376,8 @@ def test_an_interrupted_evaluation_resumes_from_the_cache(tmp_path, monkeypatch)
 
 def test_benchmarks_are_space_or_comma_separated():
     args = evaluate.parser.parse_args(["--benchmarks", "toy_math", "toy_if,toy_code", "--limit", "1"])
-    assert list(evaluate.load_benchmarks(args)) == ["toy_math", "toy_if", "toy_code"]
+    assert list(load_benchmarks(listed(args.benchmarks), args.data_dir, {}, {}, [], limit=args.limit)) == [
+        "toy_math", "toy_if", "toy_code"]
 
 
 def test_no_thinking_prompts_end_in_the_empty_think_block(tmp_path, capsys):
@@ -383,7 +386,7 @@ def test_no_thinking_prompts_end_in_the_empty_think_block(tmp_path, capsys):
     from transformers import AutoTokenizer
     from model import TINY_DIR
     hf = AutoTokenizer.from_pretrained(TINY_DIR)
-    records = evaluate.load_benchmarks(evaluate.parser.parse_args(["--benchmarks", "toy_math", "--limit", "3"]))
+    records = load_benchmarks(["toy_math"], evaluate.parser.get_default("data_dir"), {}, {}, [], limit=3)
     for flags, thinking in (([], True), (["--no-thinking"], False)):
         run_main(tmp_path / str(thinking), "--k", "1", *flags)
         prompts = {line["record_id"]: line["prompt_ids"] for line in cached_lines(tmp_path / str(thinking))}

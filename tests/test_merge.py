@@ -423,7 +423,7 @@ def test_a_killed_merges_temporary_is_removed_by_the_next_merge(tmp_path):
     Reference: its writer's pid is dead (a process we started and reaped), so the next merge there removes it."""
     import subprocess
     import sys
-    from model import HOST
+    from files import HOST
     argv = write_models(tmp_path, labels=("math",))
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()

@@ -12,6 +12,7 @@ import torch.nn.functional as F
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 transformers = pytest.importorskip("transformers")
 
+import files
 import model as m2rl_model
 from model import (CheckpointError, CheckpointReader, Qwen3Config, SamplingParams, generate, load_model, save_checkpoint,
                    save_model)
@@ -303,13 +304,13 @@ def test_a_killed_save_leaves_a_temporary_that_the_next_save_removes(tmp_path):
     writer.wait()
     leftover, = tmp_path.glob(".killed.*")
     assert str(writer.pid) in leftover.name and not (tmp_path / "killed").exists()
-    live = m2rl_model._temp_path(tmp_path / "live", "x")  # our own pid: a writer still at work
-    elsewhere = tmp_path / f".other.m2rl-{writer.pid}-x@not-{m2rl_model.HOST}.tmp"
+    live = files.temp_path(tmp_path / "live", "x")  # our own pid: a writer still at work
+    elsewhere = tmp_path / f".other.m2rl-{writer.pid}-x@not-{files.HOST}.tmp"
     for d in (live, elsewhere):
         d.mkdir()
     (tmp_path / ".notes.tmp").write_text("mine")
     # killed between _replace_dir's two renames: the previous output, moved aside, is put back
-    aside = tmp_path / f".previous.m2rl-{writer.pid}-old@{m2rl_model.HOST}.tmp"
+    aside = tmp_path / f".previous.m2rl-{writer.pid}-old@{files.HOST}.tmp"
     aside.mkdir()
     (aside / "config.json").write_text("{}")
     save_model(load_model_from(hf_model("tied-gqa2")), tmp_path / "ckpt")
@@ -328,7 +329,7 @@ def test_saved_files_are_readable_as_the_umask_says(tmp_path):
     previous = os.umask(0o027)
     try:
         save_model(load_model_from(hf_model("tied-gqa2")), tmp_path / "ckpt", source_dir=source)
-        m2rl_model.write_atomic(tmp_path / "ckpt" / "note.txt", "x")
+        files.write_atomic(tmp_path / "ckpt" / "note.txt", "x")
     finally:
         os.umask(previous)
     assert os.stat(tmp_path / "ckpt").st_mode & 0o777 == 0o750

@@ -3,7 +3,9 @@
 References: M2RL's slime rm_hub `async_rm` for the think gate (score only after the last </think>, strip a
 trailing <|im_end|>, 0 without </think>); in-process `score()` for what the pool must return, item by item.
 """
+import json
 import os
+import sys
 import threading
 
 import pytest
@@ -109,3 +111,37 @@ def test_order_is_kept_and_lengths_must_match():
     assert [s.reward for s in rewards.score_batch(records, responses, workers=2)] == [0, 0, 1, 0, 0]
     with pytest.raises(ValueError):
         rewards.score_batch(records, responses[:2], workers=1)
+
+
+def test_a_domain_registered_in_one_line_is_a_domain_everywhere(tmp_path, monkeypatch):
+    """docs/extending.md, "Add a reward domain", made true: a throwaway domain - a module with `verify` and
+    `check_verifier`, registered by one MODULES entry and nothing else - is accepted and checked when records load,
+    by a blend source and by --domains, and scored. Reference: what the module itself says of each response."""
+    import types
+    from data.blend import parse_source
+    from data.record import RecordError, load_records
+    from train_grpo import parse_domains
+
+    def check_verifier(verifier):
+        if not isinstance(verifier.get("word"), str):
+            raise ValueError("verifier key 'word' must be a string")
+    echo = types.ModuleType("rewards.echo")
+    echo.check_verifier = check_verifier
+    echo.verify = lambda response, verifier, protocol="toy": (float(response == verifier["word"]), {})
+    monkeypatch.setitem(sys.modules, "rewards.echo", echo)
+    monkeypatch.setitem(rewards.MODULES, "echo", "echo")
+
+    assert "echo" in rewards.DOMAINS and parse_domains("math,echo") == ["math", "echo"]
+    data = tmp_path / "echo.jsonl"
+    data.write_text(json.dumps({"id": "e0", "domain": "echo", "messages": [{"role": "user", "content": "say hi"}],
+                                "verifier": {"word": "hi"}}) + "\n")
+    (loaded,) = load_records(data)
+    assert [rewards.score(loaded, r).reward for r in ("hi", "<think>x</think>hi", "bye")] == [1.0, 1.0, 0.0]
+    data.write_text(data.read_text().replace('"word": "hi"', '"word": 3'))
+    with pytest.raises(RecordError, match="echo.jsonl:1: key 'verifier': .*'word' must be a string"):
+        load_records(data)
+    source = {"name": "echo", "paths": [str(data)], "converter": "nemotron_sft", "domain": "echo", "method": "all"}
+    assert parse_source(source, tmp_path, "blend").domain == "echo"
+    monkeypatch.delitem(rewards.MODULES, "echo")
+    with pytest.raises(RecordError, match="key 'domain' is 'echo'; it must be one of math, code, science, if"):
+        load_records(data)

@@ -109,7 +109,7 @@ def test_a_resumed_run_shows_in_tensorboard_as_in_metrics_jsonl(tmp_path):
     hides every step the died run logged after 1 as Metrics drops their lines (the reference: metrics.jsonl written
     alongside). Its evaluation of step 2 is not redone at step 2, so only the resume's purge hides it."""
     from tracking import Tracker
-    from train_sft import Metrics
+    from training import Metrics
     for keep_below, rows in ((0, [{"step": 1, "train/loss": 1}, {"step": 2, "train/loss": 2, "eval/all/reward": 0.5},
                                   {"step": 3, "train/loss": 3}]),
                              (1, [{"step": 2, "train/loss": 20}, {"step": 3, "train/loss": 30, "eval/all/reward": 1}])):

@@ -352,7 +352,7 @@ def test_taking_the_out_lock_removes_a_killed_runs_half_written_save(tmp_path, w
     import os
     import subprocess
     import dist as m2rl_dist
-    from model import HOST
+    from files import HOST
     dead = subprocess.Popen(["true"])  # a pid that was a writer and is gone
     dead.wait()
     stale = tmp_path / f".step_0000002.m2rl-{dead.pid}-new@{HOST}.tmp"

@@ -2,7 +2,6 @@
 SIGKILLed run resumes exactly."""
 import json
 import os
-import re
 import subprocess
 import sys
 import tracemalloc
@@ -146,22 +145,6 @@ def test_sigkill_then_resume_gives_the_uninterrupted_losses_exactly(small_data, 
     assert curve(out) == curve(tmp_path / "full")
     assert (out / "latest").resolve() == sorted(out.glob("step_*"))[-1]  # the final checkpoint
     assert curve(out, "train/grad_norm") == curve(tmp_path / "full", "train/grad_norm")
-
-
-def test_metrics_drops_a_torn_last_line_and_names_the_file_of_a_bad_one_elsewhere(tmp_path, capsys):
-    """A run that died mid-write (a full disk) leaves a torn last line; every resume then failed with a
-    JSONDecodeError naming no file (issue 18.7). Reference: the lines written whole, as json.dumps wrote them."""
-    from train_sft import Metrics
-    path = tmp_path / "metrics.jsonl"
-    whole = [json.dumps({"step": s, "train/loss": 1.0 / s}) for s in (1, 2, 3)]
-    path.write_text("\n".join(whole) + "\n" + whole[0][:9])
-    Metrics(path, keep_below=2)
-    assert path.read_text().splitlines() == whole[:2]
-    assert f"{path}:4: dropped a torn last line" in capsys.readouterr().out
-
-    path.write_text(whole[0] + "\n" + whole[1][:9] + "\n" + whole[2] + "\n")
-    with pytest.raises(SystemExit, match=re.escape(f"{path}:2: not valid JSON")):
-        Metrics(path, keep_below=3)
 
 
 def test_a_finished_run_asked_for_fewer_or_as_many_steps_keeps_its_checkpoint(small_data, tmp_path):
