@@ -92,6 +92,23 @@ def test_native_logprobs_equal_trainer_recomputation(tmp_path):
     assert engine.generate(prompts, 2, sampling(0.7, seed=3)) == samples  # same seed, same samples
 
 
+def test_native_on_sample_gets_each_sample_as_it_finishes(tmp_path):
+    model = make_checkpoint(tmp_path, tied=True)
+    tokenizer = Tokenizer.from_dir(tmp_path)
+    prompts = chat_prompts(tokenizer)[:3]
+    engine = NativeEngine(model, tokenizer, batch_size=4)  # 6 sequences: batches of 4 and 2
+    sp = sampling(seed=5, stop_token_ids=list(range(0, model.config.vocab_size, 8)))  # rows stop at varied steps
+    reported = []
+    samples = engine.generate(prompts, 2, sp, on_sample=lambda i, s: reported.append((i, s)))
+    assert samples == engine.generate(prompts, 2, sp)  # the callback changes nothing
+    assert sorted(i for i, _ in reported) == list(range(6)) and all(samples[i] == s for i, s in reported)
+    assert [i // 4 for i, _ in reported] == [0, 0, 0, 0, 1, 1]  # a batch's samples before the next batch runs
+    # within a batch, in the order they finished: by length, not by index
+    lengths = [[len(s.response_ids) for i, s in reported if i // 4 == batch] for batch in (0, 1)]
+    assert lengths == [sorted(lengths[0]), sorted(lengths[1])], lengths
+    assert [len(samples[i].response_ids) for i in range(4)] != sorted(lengths[0])  # the index order differs
+
+
 @pytest.mark.parametrize("tied", [True, False], ids=["tied", "untied"])
 def test_native_load_weights_copies_the_stream_in_place(tmp_path, tied):
     """Reference: the streamed model's own tensors. A tied head stays tied (the stream's lm_head.weight is skipped)."""
