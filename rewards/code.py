@@ -39,8 +39,8 @@ only ever report what it computed. Nor can it find them on disk: it sees no file
    makes the job a cgroup of its own (v2, else v1's memory and pids hierarchies), which the job process joins
    before anything else, so memory (swap included) and processes are bounded for the sandbox as a whole, not
    per process.
-2. The job process enters new namespaces - network (no interface is up: no network, loopback included), mount, PID -
-   directly as root, inside a new user namespace otherwise, and forks the namespace's pid 1, also trusted. Pid 1
+2. The job process enters new namespaces - network (no interface is up: no network, loopback included), mount,
+   PID - directly as root, inside a new user namespace otherwise, and forks the namespace's pid 1, also trusted. Pid 1
    builds a minimal root on a tmpfs and chroots into it. *Hidden*: every file but the interpreter's sys.path
    (stdlib, lib-dynload, site-packages), the shared libraries (LIBRARIES: /lib, /usr/lib, ld.so.cache...),
    /dev/null, zero, random, urandom, and a /proc that shows only the sandbox - so no project, no data, no home,
@@ -340,7 +340,7 @@ def warm_runner() -> Runner | None:
 def keep_warm():
     """Within, this thread's programs share one runner started here (its job processes stay one per program)
     instead of starting one each. Per thread: a runner dies with the thread that started it (PR_SET_PDEATHSIG)."""
-    outer, local.runner = getattr(local, "runner", None), Runner()
+    outer, local.runner = local.runner, Runner()
     try:
         yield
     finally:
@@ -441,8 +441,8 @@ def sweep_stale_cgroups(directory: str) -> None:
 
 
 def remove_cgroup(path: str) -> None:
-    """rmdir once the processes are gone. They die with the job process (pid 1's PDEATHSIG ends the namespace); without
-    a PID namespace, a program's daemons outlive it, and the cgroup names them all."""
+    """rmdir once the processes are gone. They die with the job process (pid 1's PDEATHSIG ends the namespace);
+    without a PID namespace, a program's daemons outlive it, and the cgroup names them all."""
     for _ in range(500):
         try:
             os.rmdir(path)
@@ -482,9 +482,9 @@ CLONE_NEWNS, CLONE_NEWUSER, CLONE_NEWPID, CLONE_NEWNET = 0x20000, 0x10000000, 0x
 MS_RDONLY, MS_NOSUID, MS_NODEV, MS_NOEXEC, MS_REMOUNT = 1, 2, 4, 8, 32
 MS_NOATIME, MS_NODIRATIME, MS_BIND, MS_REC, MS_PRIVATE, MS_RELATIME = 1024, 2048, 4096, 16384, 1 << 18, 1 << 21
 PR_SET_PDEATHSIG, PR_CAPBSET_DROP, PR_SET_NO_NEW_PRIVS = 1, 24, 38
-# As root, a sandbox's program runs as SANDBOX_UID + the job process's pid: a uid no file and no other live sandbox
-# has (pids are unique while the job process lives, and everything in the sandbox dies with it), so RLIMIT_NPROC
-# counts this sandbox only. The base sits above the subordinate ranges container tools hand out.
+# As root, a sandbox's program runs as SANDBOX_UID + the job process's pid: a uid no file and no other live
+# sandbox has (pids are unique while the job process lives, and everything in the sandbox dies with it), so
+# RLIMIT_NPROC counts this sandbox only. The base sits above the subordinate ranges container tools hand out.
 SANDBOX_UID = 1 << 30
 # What the minimal root shows besides the interpreter's sys.path: the shared libraries its extension modules
 # load (/lib and /lib64 are often symlinks into /usr) and the harmless devices.

@@ -294,6 +294,7 @@ def test_a_killed_callers_cgroup_is_removed_by_the_next_sandbox(tmp_path):
     assert sandbox_cgroups(caller.pid) == []
 
 
+@pytest.mark.parametrize("short_limits", ["cold"], indirect=True)  # the test keeps its own runner warm
 def test_consecutive_programs_on_a_warm_runner_see_nothing_of_each_other():
     # The first leaves what it can - a file in its temp dir and in /dev/shm, a changed module and builtin, an
     # environment variable, a daemon - and is abandoned at its first failing test, its second still to run.
@@ -329,6 +330,7 @@ print("not 3")"""
         assert code.local.runner.process.pid == runner and code.local.runner.process.poll() is None
 
 
+@pytest.mark.parametrize("short_limits", ["cold"], indirect=True)  # the test keeps its own runner warm
 def test_a_warm_runner_killed_from_outside_is_replaced():
     with code.keep_warm():
         killed = code.local.runner.process

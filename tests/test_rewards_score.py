@@ -113,16 +113,16 @@ def test_order_is_kept_and_lengths_must_match():
 
 
 def test_submitted_items_are_scored_before_collect_is_called():
-    nap = "```python\nimport time\ntime.sleep(2)\na, b = map(int, input().split())\nprint(a + b)\n```"
+    nap = "```python\nimport time\ntime.sleep(1.5)\na, b = map(int, input().split())\nprint(a + b)\n```"
     records = [MATH, CODE, SCIENCE, CODE]
     responses = ["\\boxed{1/2}", nap, "Answer: C", ADD_OK]
     with rewards.ScorePool(workers=2, timeout_s=60.0) as pool:
         for key, record, response in reversed(list(zip("abcd", records, responses))):
             pool.submit(key, record, response)
-        time.sleep(8)  # the caller busy elsewhere (generating): the pool scores meanwhile
+        time.sleep(5)  # the caller busy elsewhere (generating): the pool scores meanwhile
         tick = time.perf_counter()
         scores = pool.collect()
-        assert time.perf_counter() - tick < 2.0  # less than the napping program alone takes: it ran before
+        assert time.perf_counter() - tick < 1.5  # less than the napping program alone takes: it ran before
         assert scores == dict(zip("abcd", (rewards.score(r, s) for r, s in zip(records, responses))))
         assert pool.collect() == {}  # each collect returns what was submitted since the last
         pool.submit("e", MATH, "\\boxed{0.5}")  # and the pool serves on
