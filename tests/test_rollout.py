@@ -150,3 +150,28 @@ def test_vllm_engine_passes_memory_and_tensor_parallel_to_vllm(monkeypatch, cuda
         assert kw["kv_cache_memory_bytes"] == (None if cuda else 2**30)
         assert kw.get("device_ids") == ([3] if cuda and tp == 1 else None)
         assert engine.sleep_mode == cuda and engine.tokenizer.vocab_size == 512
+
+
+def test_vllm_engine_hands_each_sample_to_on_sample_once_the_batch_returns(monkeypatch):
+    """LLM.generate returns the whole batch at once (a recording stand-in for vllm.LLM here): on_sample gets
+    samples[i] for every i, all after it returns."""
+    import sys
+    import types
+    ns, events = types.SimpleNamespace, []
+
+    class LLM:
+        def __init__(self, model, **kw):
+            pass
+
+        def generate(self, prompts, params, use_tqdm):
+            events.append("batch returned")
+            completion = ns(token_ids=[5, 6], logprobs=[{5: ns(logprob=-0.5)}, {6: ns(logprob=-0.25)}],
+                            finish_reason="stop")
+            return [ns(outputs=[completion] * p.n) for p in params]
+
+    monkeypatch.setitem(sys.modules, "vllm", ns(LLM=LLM, SamplingParams=lambda **kw: ns(**kw)))
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    engine = open_engine(TINY_DIR, "vllm")
+    samples = engine.generate([("a", [1, 2]), ("b", [3])], 2, sampling(),
+                              on_sample=lambda i, s: events.append((i, s)))
+    assert len(samples) == 4 and events == ["batch returned", *enumerate(samples)]
