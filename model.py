@@ -690,11 +690,13 @@ def prefill(model: Qwen3ForCausalLM, ids, positions, caches, rope):
 
 @torch.no_grad()
 def generate(model: Qwen3ForCausalLM, prompts: list[list[int]], sp: SamplingParams, pad_id: int = 0,
-             compile: bool = False):
+             compile: bool = False, on_finish=None):
     """Batched sampling for prompts of different lengths. Returns one dict per prompt: `token_ids` (generated, ending
     with the stop token when one was hit), `logprobs` (one per generated token) and `finish_reason` ('stop'|'length').
     compile=True runs the decode steps through compiled_decode_step: the same tokens (tested), faster per step, once
-    the process has paid the compile (tens of seconds on CPU, then cached on disk by inductor)."""
+    the process has paid the compile (tens of seconds on CPU, then cached on disk by inductor).
+    on_finish(b, result) is called with each prompt's result as soon as it is complete - at its stop token, while
+    the rest of the batch decodes on - so that a caller can start on it (score it) early."""
     device = model.lm_head.weight.device
     cfg, B = model.config, len(prompts)
     L = max(len(p) for p in prompts)
@@ -721,7 +723,12 @@ def generate(model: Qwen3ForCausalLM, prompts: list[list[int]], sp: SamplingPara
         tokens, logprobs = sample_next(logits, sp, generator)
         tokens_out.append(tokens.masked_fill(done, -1))  # -1 marks "after the stop token" for a finished row
         logprobs_out.append(logprobs)
-        done |= torch.isin(tokens, stop)
+        finished = torch.isin(tokens, stop) & ~done
+        done |= finished
+        if on_finish is not None:
+            for b in finished.nonzero().flatten().tolist():
+                on_finish(b, result_of(torch.stack([t[b] for t in tokens_out]).tolist(),
+                                       torch.stack([lp[b] for lp in logprobs_out]).tolist(), sp))
         if done.all() or step == sp.max_new_tokens - 1:
             break
         col = L + step  # finished rows keep decoding harmlessly: their outputs are masked above
@@ -730,10 +737,16 @@ def generate(model: Qwen3ForCausalLM, prompts: list[list[int]], sp: SamplingPara
         next_pos += 1
 
     tokens_out, logprobs_out = torch.stack(tokens_out, 1).tolist(), torch.stack(logprobs_out, 1).tolist()
-    results = []
-    for b in range(B):
-        n = sum(t != -1 for t in tokens_out[b])
-        token_ids = tokens_out[b][:n]
-        finish = "stop" if token_ids and token_ids[-1] in sp.stop_token_ids else "length"
-        results.append({"token_ids": token_ids, "logprobs": logprobs_out[b][:n], "finish_reason": finish})
+    results = [result_of(tokens_out[b], logprobs_out[b], sp) for b in range(B)]
+    if on_finish is not None:
+        for b in (~done).nonzero().flatten().tolist():  # cut at max_new_tokens
+            on_finish(b, results[b])
     return results
+
+
+def result_of(tokens: list[int], logprobs: list[float], sp: SamplingParams) -> dict:
+    """One prompt's generate() result from its row of sampled tokens (-1 after its stop token) and logprobs."""
+    n = sum(t != -1 for t in tokens)
+    token_ids = tokens[:n]
+    finish = "stop" if token_ids and token_ids[-1] in sp.stop_token_ids else "length"
+    return {"token_ids": token_ids, "logprobs": logprobs[:n], "finish_reason": finish}

@@ -1,6 +1,7 @@
 """Rollout engines behind one small interface, and the Sample they produce.
 
     engine.generate(prompts, n, sampling) -> list[Sample]    prompts: [(record_id, prompt_token_ids), ...]
+        on_sample=fn: fn(i, sample) gets samples[i] as soon as the engine has it (native: at its stop token)
     engine.load_weights(named_tensors)                        an iterator of (hf_name, tensor), streamed
     open_engine(model_dir, kind)                              "native" | "vllm" | "auto" (vLLM where installed)
 
@@ -38,19 +39,26 @@ class NativeEngine:
     def __init__(self, model, tokenizer, batch_size: int = 64):
         self.model, self.tokenizer, self.batch_size = model.eval(), tokenizer, batch_size
 
-    def generate(self, prompts, n: int, sampling: SamplingParams) -> list[Sample]:
+    def generate(self, prompts, n: int, sampling: SamplingParams, on_sample=None) -> list[Sample]:
+        """on_sample(i, sample), if given, gets each sample as soon as it is complete (samples[i] of the result):
+        at its stop token, while the rest of its batch decodes on."""
         jobs = [(rid, ids) for rid, ids in prompts for _ in range(n)]
-        samples = []
+        samples = [None] * len(jobs)
         for b in range(0, len(jobs), self.batch_size):
             batch = jobs[b:b + self.batch_size]
+
+            def finish(j, out, b=b, batch=batch):
+                (rid, ids), i = batch[j], b + j
+                samples[i] = Sample(rid, ids, out["token_ids"], out["logprobs"],
+                                    self.tokenizer.decode(out["token_ids"], skip_special_tokens=True),
+                                    out["finish_reason"])
+                if on_sample is not None:
+                    on_sample(i, samples[i])
+
             # one seed per batch, derived from the run's: the same call gives the same samples
             seed = None if sampling.seed is None else sampling.seed + b
-            outputs = generate(self.model, [ids for _, ids in batch], replace(sampling, seed=seed),
-                               pad_id=self.tokenizer.pad_id)
-            for (rid, ids), out in zip(batch, outputs):
-                samples.append(Sample(rid, ids, out["token_ids"], out["logprobs"],
-                                      self.tokenizer.decode(out["token_ids"], skip_special_tokens=True),
-                                      out["finish_reason"]))
+            generate(self.model, [ids for _, ids in batch], replace(sampling, seed=seed), pad_id=self.tokenizer.pad_id,
+                     on_finish=finish)
         return samples
 
     def sleep(self, level: int = 1):  # the model shares the device with the trainer as it is: nothing to free
@@ -119,7 +127,9 @@ class VllmEngine:
         self.tokenizer = Tokenizer.from_dir(model_dir)
         self.sleep_mode = cuda
 
-    def generate(self, prompts, n: int, sampling: SamplingParams) -> list[Sample]:
+    def generate(self, prompts, n: int, sampling: SamplingParams, on_sample=None) -> list[Sample]:
+        """on_sample(i, sample) as the native engine's, but all at the end: vLLM's LLM.generate returns the whole
+        batch at once (its streaming API is the async engine's, which this in-process engine does not run)."""
         from vllm import SamplingParams as VllmSamplingParams
 
         params = [VllmSamplingParams(
@@ -139,6 +149,9 @@ class VllmEngine:
                 logprobs = [position[token].logprob for position, token in zip(completion.logprobs, tokens)]
                 text = self.tokenizer.decode(tokens, skip_special_tokens=True)
                 samples.append(Sample(rid, ids, tokens, logprobs, text, completion.finish_reason))
+        if on_sample is not None:
+            for i, sample in enumerate(samples):
+                on_sample(i, sample)
         return samples
 
     def load_weights(self, named_tensors):

@@ -418,17 +418,19 @@ def train_step(step, model, reference, teachers, optimizer, engine, scorer, pool
 
     # generate: this rank's share of the step's prompts, n samples each
     batch = prompts_of_step(pools, quotas, step, args.seed)[rank::world]
+    records = [record for record, _ in batch for _ in range(args.group_size)]
     seed = (args.seed * 100_003 + step) * world + rank  # a function of the step: resumed runs sample the same
+    # each sample is scored as soon as the engine has it, in the reward workers, while the engine generates on
     samples = engine.generate([(record.id, ids) for record, ids in batch], args.group_size,
-                              sampling(args, tokenizer, seed))
+                              sampling(args, tokenizer, seed), on_sample=lambda i, s: scorer.submit(
+                                  i, records[i], s.text, think_gate=args.think_gate, protocol=args.protocol))
     engine.sleep(level=2)  # on GPU, free the engine's weights and KV cache for training: the sync below reloads them
     times["generate"], tick = time.perf_counter() - tick, time.perf_counter()
 
-    # reward
-    records = [record for record, _ in batch for _ in range(args.group_size)]
-    scores = scorer.score(records, [s.text for s in samples], think_gate=args.think_gate, protocol=args.protocol)
-    for s, score in zip(samples, scores):
-        s.reward, s.info = score.reward, score.info
+    # reward: what is left to score once generation is done (time/reward_s)
+    scores = scorer.collect()
+    for i, s in enumerate(samples):
+        s.reward, s.info = scores[i].reward, scores[i].info
     times["reward"], tick = time.perf_counter() - tick, time.perf_counter()
     rollout_stats(stats, records, samples)
 

@@ -2,13 +2,18 @@
 
     .venv/bin/python bench/grpo_step.py                       # SFT'd tiny model, math+code, 8 prompts x 8, 128 tokens
     .venv/bin/python bench/grpo_step.py --warmup 1 --steps 2 --parts rollout     # a quick look at one part
+    .venv/bin/python bench/grpo_step.py --parts native,trl --runs 5               # the step against TRL only
 
 Everything is measured in one run on the same model, prompts (the toy RL split of --domains), group, lengths and
 sampling (temperature 1, no top-k/top-p, stop at <|im_end|>), and written as a Markdown table with the ratios.
 
-- m2rl: `train_grpo.py` in a subprocess, as a user runs it, for --warmup + --steps steps; the measured steps'
-  `time/*` columns of its metrics.jsonl are the split (generate, reward, logprob, train, sync), and they tile
-  train_step, so their sum is the step. Once with the native engine, once with vLLM when it imports.
+Every figure is the median [min-max] over repeats: --runs runs of each trainer, interleaved (native, vLLM, TRL,
+native, ...) so that a machine that gets busier during the bench slows all alike, each run the mean of its measured
+steps; --repeats interleaved calls of each rollout engine. A ratio is taken within a repeat (a run and the TRL
+run beside it), then summarised the same way.
+- native, vllm: `train_grpo.py` in a subprocess, as a user runs it, for --warmup + --steps steps; the measured
+  steps' `time/*` columns of its metrics.jsonl are the split (generate, reward, logprob, train, sync), and they tile
+  train_step, so their sum is the step. With the native engine, and with vLLM when it imports.
 - TRL: `GRPOTrainer` on the same checkpoint, configured to the same maths (GRPO loss aggregated per sequence, clip
   0.2/0.28, beta 0 so no reference model, one optimizer step per batch of 64 completions, AdamW lr 2e-5, betas
   0.9/0.98, weight decay 0.1, constant lr, CPU, fp32, no gradient checkpointing). Its reward function scores with the
@@ -22,8 +27,8 @@ sampling (temperature 1, no top-k/top-p, stop at <|im_end|>), and written as a M
 - Rollout: one step's sequences (--prompts prompts drawn with --seed, x --group-size) from transformers' `generate`
   (fp32, sdpa), rollout.py's native engine and, when vLLM imports, its vLLM engine with train_grpo's settings (dtype
   auto, which runs this fp32 checkpoint in bf16; 1 GiB of KV cache; eager); one untimed call each, then --repeats timed
-  calls, interleaved so that a busy machine slows all alike. tokens/s = generated tokens (up to and including the
-  stop token) / wall time, summed over the repeats. The vLLM engine gives torch back its thread count after start.
+  calls, interleaved. tokens/s = generated tokens (up to and including the stop token) / wall time of a call. The
+  vLLM engine gives torch back its thread count after start.
 
 The checkpoint carries no Jinja chat template (tokenizer.py renders Qwen3's format in Python, tested equal to the
 official template), so TRL gets each prompt already rendered: the same token ids m2rl trains on.
@@ -47,7 +52,7 @@ from files import read_jsonl, write_atomic  # noqa: E402
 from tokenizer import Tokenizer  # noqa: E402
 
 DEFAULT_MODEL = ROOT / "data/tiny-sft"  # the embedded SFT'd tiny model docs/benchmarks.md's numbers were measured with
-PARTS = ("m2rl", "trl", "rollout")
+PARTS = ("native", "vllm", "trl", "rollout")  # train_grpo.py with either engine, TRL, the rollout engines
 parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
 parser.add_argument("--model", default=str(DEFAULT_MODEL), help="an HF Qwen3 checkpoint directory")
 parser.add_argument("--domains", default="math,code", help="the toy RL splits the prompts come from")
@@ -57,7 +62,9 @@ parser.add_argument("--max-new-tokens", type=int, default=128)
 parser.add_argument("--lr", type=float, default=2e-5)
 parser.add_argument("--warmup", type=int, default=2, help="steps run before the measured ones, not counted")
 parser.add_argument("--steps", type=int, default=8, help="measured steps")
-parser.add_argument("--repeats", type=int, default=3, help="timed rollout calls per engine")
+parser.add_argument("--runs", type=int, default=3,
+                    help="runs of each trainer, interleaved (native, vLLM, TRL, native, ...)")
+parser.add_argument("--repeats", type=int, default=3, help="timed rollout calls per engine, interleaved")
 parser.add_argument("--parts", default=",".join(PARTS), help="comma-separated, from " + ",".join(PARTS))
 parser.add_argument("--trl-python", default="/tmp/trl-venv/bin/python", help="python of the venv holding TRL")
 parser.add_argument("--out", default=str(ROOT / "bench/results/grpo_step.md"))
@@ -70,24 +77,30 @@ def main(args):
     if set(parts) - set(PARTS):
         raise SystemExit(f"--parts {args.parts!r}: choose from {', '.join(PARTS)}")
     load = os.getloadavg()[0]
-    steps, rollout_rows, skipped = [], [], []
+    trainers, skipped = [], []
     vllm_missing = vllm_unavailable()
+    if "native" in parts:
+        trainers.append(("native", lambda out: m2rl_steps(args, "native", out)))
+    if "vllm" in parts and vllm_missing:
+        skipped.append(f"m2rl with the vLLM engine: {vllm_missing}")
+    elif "vllm" in parts:
+        trainers.append(("vllm", lambda out: m2rl_steps(args, "vllm", out)))
+    if "trl" in parts:
+        if Path(args.trl_python).exists():
+            trainers.append(("trl", lambda out: trl_steps(args, out)))
+        else:
+            skipped.append(f"TRL: no {args.trl_python} (make the venv as in this file's docstring, or pass "
+                           f"--trl-python)")
+    runs = {name: [] for name, _ in trainers}  # one summary per run, in run order
     with tempfile.TemporaryDirectory() as tmp:
-        if "m2rl" in parts:
-            for engine in ("native", "vllm"):
-                if engine == "vllm" and vllm_missing:
-                    skipped.append(f"m2rl with the vLLM engine: {vllm_missing}")
-                    continue
-                steps.append(m2rl_steps(args, engine, Path(tmp) / engine))
-        if "trl" in parts:
-            if Path(args.trl_python).exists():
-                steps.append(trl_steps(args, Path(tmp) / "trl"))
-            else:
-                skipped.append(f"TRL: no {args.trl_python} (make the venv as in this file's docstring, or pass "
-                               f"--trl-python)")
+        # interleaved, so that a machine that gets busier or quieter during the bench moves every trainer alike
+        for r in range(args.runs if trainers else 0):
+            for name, run in trainers:
+                runs[name].append(run(Path(tmp) / f"{name}-{r}"))
+    rollout_rows = []
     if "rollout" in parts:
         rollout_rows = rollout_throughput(args, vllm_missing, skipped)
-    table = report(args, steps, rollout_rows, skipped, load)
+    table = report(args, list(runs.values()), rollout_rows, skipped, load)
     print(table)
     out = Path(args.out)
     write_atomic(out, table)
@@ -270,16 +283,16 @@ def rollout_throughput(args, vllm_missing, skipped) -> list[dict]:
         engines[f"m2rl vLLM engine (vllm {vllm.__version__}, {dtype})"] = lambda: sum(
             len(s.response_ids) for s in engine.generate(prompts, args.group_size, sampling))
 
-    tokens, seconds = dict.fromkeys(engines, 0), dict.fromkeys(engines, 0.0)
+    calls = {name: [] for name in engines}  # (tokens, seconds) per timed call
     for fn in engines.values():
         fn()  # warm-up: allocator, caches, first-call costs
     for _ in range(args.repeats):
         for name, fn in engines.items():
             tick = time.perf_counter()
-            tokens[name] += fn()
-            seconds[name] += time.perf_counter() - tick
-    return [{"name": name, "tokens": tokens[name] / args.repeats, "seconds": seconds[name] / args.repeats,
-             "tps": tokens[name] / seconds[name]} for name in engines]
+            tokens = fn()
+            calls[name].append((tokens, time.perf_counter() - tick))
+    return [{"name": name, "tokens": sum(t for t, _ in calls[name]) / args.repeats,
+             "seconds": [s for _, s in calls[name]], "tps": [t / s for t, s in calls[name]]} for name in engines]
 
 
 def toy_records(domains: str):
@@ -290,33 +303,46 @@ def toy_records(domains: str):
 # The report
 
 
-def report(args, steps, rollout_rows, skipped, load_before) -> str:
+def spread(values: list[float], fmt: str = ".2f") -> str:
+    """median [min-max]: the figure and how far repeated measurements of it moved."""
+    values = sorted(values)
+    mid = len(values) // 2
+    median = values[mid] if len(values) % 2 else (values[mid - 1] + values[mid]) / 2
+    return f"{median:{fmt}} [{values[0]:{fmt}}-{values[-1]:{fmt}}]" if len(values) > 1 else f"{median:{fmt}}"
+
+
+def report(args, runs: list[list[dict]], rollout_rows, skipped, load_before) -> str:
+    """runs: per trainer, its runs' summaries (each the mean of that run's measured steps)."""
     lines = ["# GRPO step and rollout throughput (`bench/grpo_step.py`)", "",
              f"Model `{args.model}`, prompts from the toy RL split of {args.domains}, {args.prompts} prompts x "
              f"{args.group_size} samples, up to {args.max_new_tokens} new tokens, temperature 1; "
              f"{torch.get_num_threads()} torch threads, {os.cpu_count()} cores, load average {load_before:.1f} before "
              f"and {os.getloadavg()[0]:.1f} after (other jobs on the machine slow every number here; compare ratios "
-             f"within one run only).", ""]
-    if steps:
-        trl = next((s["step"] for s in steps if s["name"].startswith("TRL")), None)
-        lines += [f"## One GRPO step: mean of {args.steps} steps after {args.warmup} warm-up", "",
+             f"within one run only). Figures are median [min-max] over the repeats.", ""]
+    if runs:
+        trl = next((r for r in runs if r[0]["name"].startswith("TRL")), None)
+        lines += [f"## One GRPO step: {args.runs} interleaved runs of each trainer, each the mean of {args.steps} "
+                  f"steps after {args.warmup} warm-up", "",
                   "| trainer | step s | generate s | reward s | train s | other s (what) | response tokens | "
-                  "rollout tok/s | mean reward | speed-up over TRL |",
+                  "rollout tok/s | mean reward | step / TRL's (per run) |",
                   "|---|---|---|---|---|---|---|---|---|---|"]
-        for s in steps:
-            speed_up = f"{trl / s['step']:.2f}x" if trl else "-"
-            lines.append(f"| {s['name']} | {s['step']:.2f} | {s['generate']:.2f} | {s['reward']:.2f} | "
-                         f"{s['train']:.2f} | {s['other']:.2f} ({s['other_is']}) | {s['response_len']:.1f} | "
-                         f"{s['rollout_tps']:,.0f} | {s['reward_mean']:.3f} | {speed_up} |")
+        for r in runs:
+            column = {key: [run[key] for run in r] for key in r[0] if key not in ("name", "other_is")}
+            ratio = spread([a["step"] / b["step"] for a, b in zip(r, trl)]) + "x" if trl else "-"
+            lines.append(f"| {r[0]['name']} | {spread(column['step'])} | {spread(column['generate'])} | "
+                         f"{spread(column['reward'])} | {spread(column['train'])} | {spread(column['other'])} "
+                         f"({r[0]['other_is']}) | {spread(column['response_len'], '.1f')} | "
+                         f"{spread(column['rollout_tps'], ',.0f')} | {spread(column['reward_mean'], '.3f')} | "
+                         f"{ratio} |")
         lines.append("")
     if rollout_rows:
         base = rollout_rows[0]["tps"]
-        lines += [f"## Rollout: {args.prompts * args.group_size} sequences, mean of {args.repeats} calls after one "
-                  f"warm-up", "",
-                  "| engine | tokens per call | s per call | tokens/s | speed-up over transformers |",
+        lines += [f"## Rollout: {args.prompts * args.group_size} sequences, {args.repeats} interleaved calls per "
+                  f"engine after one warm-up", "",
+                  "| engine | tokens per call | s per call | tokens/s | tokens/s over transformers' (per call) |",
                   "|---|---|---|---|---|"]
-        lines += [f"| {r['name']} | {r['tokens']:,.0f} | {r['seconds']:.2f} | {r['tps']:,.0f} | "
-                  f"{r['tps'] / base:.2f}x |" for r in rollout_rows]
+        lines += [f"| {r['name']} | {r['tokens']:,.0f} | {spread(r['seconds'])} | {spread(r['tps'], ',.0f')} | "
+                  f"{spread([a / b for a, b in zip(r['tps'], base)])}x |" for r in rollout_rows]
         lines.append("")
     lines += [f"Skipped: {s}" for s in skipped]
     return "\n".join(lines) + "\n"

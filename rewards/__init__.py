@@ -27,8 +27,11 @@ import os
 import re
 import shutil
 import signal
+import sys
 import tempfile
+import threading
 import time
+import types
 import weakref
 from collections import deque
 from dataclasses import dataclass, field
@@ -106,50 +109,102 @@ class ScorePool:
     Not concurrent.futures or multiprocessing.Pool: neither can stop one stuck item - the worker stays busy
     forever, or the whole pool breaks. Here a worker that overruns its item's limit, or dies, is killed and
     replaced, and the item scores 0 with the reason in info. Workers run the verifiers on their main thread,
-    where math-verify's signal-based timeouts work. A forkserver starts them: forking a trainer that holds CUDA
-    state and threads is unsafe. The default limit sits above code's worst case, 20 tests x (10 + 1) s + 10 s
-    (the m2rl protocol's 10 s runs; the toy's 6 s give 150 s).
+    where math-verify's signal-based timeouts work, and keep a code sandbox runner warm (rewards/code.py). A
+    forkserver starts them: forking a trainer that holds CUDA state and threads is unsafe. The default limit sits
+    above code's worst case, 20 tests x (10 + 1) s + 10 s (the m2rl protocol's 10 s runs; the toy's 6 s give 150 s).
+
+    score(records, responses) scores a batch and waits for it. submit(key, record, response) and collect() score
+    while the caller does something else - a rollout engine still generating the rest of the batch: a thread here
+    hands out the items as workers free up, from the first submit until every item is scored.
     """
 
     def __init__(self, workers: int | None = None, timeout_s: float = 240.0):
         self.context = multiprocessing.get_context("forkserver")
-        # Workers, and those that replace them, fork from a server that already imported the verifiers:
-        # math-verify's sympy takes ~1 s, which would count against an item's limit. ("__main__" is the default.)
-        self.context.set_forkserver_preload(["__main__"] + [f"{__name__}.{name}" for name in MODULES.values()])
+        # Workers, and those that replace them, fork from a server that already imported the verifiers (math-verify
+        # and sympy take seconds, which would count against an item's limit) and built math-verify's parser tables.
+        self.context.set_forkserver_preload([f"{__name__}.{name}" for name in MODULES.values()])
         self.timeout_s = timeout_s
         remove_stale_scratch()
         self.workers = [self.start_worker() for _ in range(workers or os.cpu_count())]
+        self.todo = deque()  # (key, item) not handed out yet
+        self.scores = {}  # key -> Score, since the last collect
+        self.lock = threading.Lock()
+        self.dispatcher = None  # the thread handing out items, while any are left
+        self.wake_r, self.wake_w = os.pipe()  # a submit wakes the dispatcher for a worker that idles
+        self.error = None  # what stopped the dispatcher, raised by collect
         # Also at interpreter exit, when the caller's `close` never came (an exception left the trainer).
-        self.close = weakref.finalize(self, stop_workers, self.workers)
+        self.close = weakref.finalize(self, stop_workers, self.workers, [self.wake_r, self.wake_w])
 
     def score(self, records, responses, think_gate: bool = False, partial: bool = False,
               protocol: str = "toy") -> list[Score]:
-        todo = deque(enumerate(zip(records, responses, strict=True)))
-        scores = [None] * len(todo)
-        running = {}  # worker slot -> (item index, deadline)
-        while todo or running:
-            for slot, worker in enumerate(self.workers):
-                if slot not in running and todo:
-                    i, (record, response) = todo.popleft()
-                    worker.conn.send((record, response, think_gate, partial, protocol))
-                    running[slot] = (i, time.monotonic() + self.timeout_s)
-            conns = {self.workers[slot].conn: slot for slot in running}
-            next_deadline = min(deadline for _, deadline in running.values())
-            for conn in wait(list(conns), timeout=max(0.0, next_deadline - time.monotonic())):
-                slot = conns[conn]
-                i, _ = running.pop(slot)
-                try:
-                    scores[i] = conn.recv()
-                except (EOFError, OSError):  # it died mid-item: OOM killer, a segfault in a C extension
-                    scores[i] = Score(0.0, {"error": f"scoring worker died (exit code "
-                                                     f"{self.workers[slot].process.exitcode}); replaced"})
-                    self.replace(slot)
-            for slot, (i, deadline) in list(running.items()):
-                if time.monotonic() >= deadline:
-                    scores[i] = Score(0.0, {"error": f"scoring timed out after {self.timeout_s} s; worker replaced"})
-                    self.replace(slot)
-                    del running[slot]
+        records, responses = list(records), list(responses)
+        if len(records) != len(responses):
+            raise ValueError(f"{len(records)} records but {len(responses)} responses")
+        for i, (record, response) in enumerate(zip(records, responses)):
+            self.submit(i, record, response, think_gate, partial, protocol)
+        scores = self.collect()
+        return [scores[i] for i in range(len(records))]
+
+    def submit(self, key, record, response: str, think_gate: bool = False, partial: bool = False,
+               protocol: str = "toy") -> None:
+        """Start scoring one item as soon as a worker is free; its Score comes back from collect() under key."""
+        with self.lock:
+            self.todo.append((key, (record, response, think_gate, partial, protocol)))
+            if self.dispatcher is None:
+                self.dispatcher = threading.Thread(target=self.dispatch, daemon=True)
+                self.dispatcher.start()
+            else:
+                os.write(self.wake_w, b"x")
+
+    def collect(self) -> dict:
+        """Wait until every submitted item is scored: {key: Score}."""
+        with self.lock:
+            dispatcher = self.dispatcher
+        if dispatcher is not None:
+            dispatcher.join()
+        if self.error is not None:
+            error, self.error = self.error, None
+            raise error
+        scores, self.scores = self.scores, {}
         return scores
+
+    def dispatch(self) -> None:
+        running = {}  # worker slot -> (key, deadline)
+        try:
+            while True:
+                with self.lock:
+                    if not self.todo and not running:
+                        self.dispatcher = None
+                        return
+                    for slot, worker in enumerate(self.workers):
+                        if slot not in running and self.todo:
+                            key, item = self.todo.popleft()
+                            worker.conn.send(item)
+                            running[slot] = (key, time.monotonic() + self.timeout_s)
+                conns = {self.workers[slot].conn: slot for slot in running}
+                next_deadline = min(deadline for _, deadline in running.values())
+                for conn in wait([*conns, self.wake_r], timeout=max(0.0, next_deadline - time.monotonic())):
+                    if conn == self.wake_r:
+                        os.read(self.wake_r, 1 << 16)
+                        continue
+                    slot = conns[conn]
+                    key, _ = running.pop(slot)
+                    try:
+                        self.scores[key] = conn.recv()
+                    except (EOFError, OSError):  # it died mid-item: OOM killer, a segfault in a C extension
+                        self.scores[key] = Score(0.0, {"error": f"scoring worker died (exit code "
+                                                                f"{self.workers[slot].process.exitcode}); replaced"})
+                        self.replace(slot)
+                for slot, (key, deadline) in list(running.items()):
+                    if time.monotonic() >= deadline:
+                        self.scores[key] = Score(0.0, {"error": f"scoring timed out after {self.timeout_s} s; "
+                                                                f"worker replaced"})
+                        self.replace(slot)
+                        del running[slot]
+        except BaseException as e:  # handed to collect(), which raises it (a worker that died between items)
+            with self.lock:
+                self.todo.clear()
+                self.dispatcher, self.error = None, e
 
     def start_worker(self):
         # A worker's temp files go in a directory of its own, removed here: a killed worker cleans up nothing.
@@ -158,7 +213,15 @@ class ScorePool:
         os.chmod(scratch, 0o711)  # the code sandbox's user must reach its work dir inside
         conn, child_conn = self.context.Pipe()
         process = self.context.Process(target=serve, args=(child_conn, scratch), daemon=True)
-        process.start()
+        # Started as if the caller had no main script. A forkserver child runs the caller's script again at start
+        # (as "__mp_main__") unless its server preloaded it, and Python 3.11's never does (it ignores the main path
+        # it is given): every worker would re-import a trainer's modules, torch included - measured 13 s before a
+        # new pool's first score on this 2-core machine - though it needs nothing from them.
+        main, sys.modules["__main__"] = sys.modules["__main__"], types.ModuleType("__main__")
+        try:
+            process.start()
+        finally:
+            sys.modules["__main__"] = main
         child_conn.close()
         return Worker(process, conn, scratch)
 
@@ -180,10 +243,12 @@ def stop_worker(worker: Worker) -> None:
     shutil.rmtree(worker.scratch, ignore_errors=True)
 
 
-def stop_workers(workers: list[Worker]) -> None:
+def stop_workers(workers: list[Worker], fds: list[int]) -> None:
     for worker in workers:
         stop_worker(worker)
     workers.clear()
+    for fd in fds:
+        os.close(fd)
 
 
 def remove_stale_scratch() -> None:
@@ -199,9 +264,10 @@ def serve(conn: Connection, scratch: str) -> None:
     """A worker's loop: (record, response, think_gate, partial, protocol) in, Score out, until the pipe closes."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle; it stops the pool
     tempfile.tempdir = scratch
-    while True:
-        try:
-            item = conn.recv()
-        except EOFError:
-            return
-        conn.send(score(*item))
+    with domain_module("code").keep_warm():  # one sandbox runner for this worker's life, not one per program
+        while True:
+            try:
+                item = conn.recv()
+            except EOFError:
+                return
+            conn.send(score(*item))

@@ -29,13 +29,18 @@ its harness runs the program inside a `try` that prints captured stdout at the e
 The sandbox. Untrusted code never runs in the calling process, and expected outputs never enter the sandbox:
 the verdict is made out here, so a program that exits early, rewrites builtins or tampers with its harness can
 only ever report what it computed. Nor can it find them on disk: it sees no file it does not need.
-1. `run_sandboxed` starts this file as a script, `python -I code.py` (-I: no PYTHON* variables, no user site,
-   and this directory kept off sys.path - a solution's `import math` must get the stdlib). This *runner* is
-   trusted: a scrubbed environment, its own session, a fresh temp dir, killed if its parent dies. As root, the
-   caller first puts it in a cgroup of its own (v2, else v1's memory and pids hierarchies), so memory (swap
-   included) and processes are bounded for the sandbox as a whole, not per process.
-2. The runner enters new namespaces - network (no interface is up: no network, loopback included), mount, PID -
-   directly as root, inside a new user namespace otherwise, and forks the namespace's pid 1, also trusted. Pid 1
+1. `run_sandboxed` hands each program to a *runner*, this file started as a script, `python -I code.py` (-I: no
+   PYTHON* variables, no user site, and this directory kept off sys.path - a solution's `import math` must get the
+   stdlib): trusted, a scrubbed environment, its own session, killed if its parent dies. The runner forks a fresh
+   *job process* per program, also trusted, with a fresh temp dir; so a scoring worker keeps its runner warm
+   across programs (`keep_warm`, Runner) and pays the interpreter's start and imports once, not per program,
+   while no program ever shares a process, namespace, cgroup, uid or temp dir with another, nor finds any of the
+   previous one's data in its memory (the runner never reads a job: class Runner). As root, the caller first
+   makes the job a cgroup of its own (v2, else v1's memory and pids hierarchies), which the job process joins
+   before anything else, so memory (swap included) and processes are bounded for the sandbox as a whole, not
+   per process.
+2. The job process enters new namespaces - network (no interface is up: no network, loopback included), mount,
+   PID - directly as root, inside a new user namespace otherwise, and forks the namespace's pid 1, also trusted. Pid 1
    builds a minimal root on a tmpfs and chroots into it. *Hidden*: every file but the interpreter's sys.path
    (stdlib, lib-dynload, site-packages), the shared libraries (LIBRARIES: /lib, /usr/lib, ld.so.cache...),
    /dev/null, zero, random, urandom, and a /proc that shows only the sandbox - so no project, no data, no home,
@@ -47,7 +52,7 @@ only ever report what it computed. Nor can it find them on disk: it sees no file
    forbids privilege gain (no_new_privs, empty capability bounding set), then compiles and runs the program on
    stdin from a memfd. Pid 1 reads stdout/stderr up to a cap and a wall-clock limit, then kills every other
    process of the namespace - fork bombs and daemons included - and reaps them.
-4. Where namespaces are refused (Docker without CAP_SYS_ADMIN, user namespaces disabled), the runner falls
+4. Where namespaces are refused (Docker without CAP_SYS_ADMIN, user namespaces disabled), the job falls
    back to what is left: the sandbox's uid when root, sockets disabled in the child, the child's process group
    killed; the filesystem is then visible. info["isolation"] lists the layers that held, of: cgroup-memory,
    cgroup-pids, user, net, pid, minimal-root, disk-quota, no-userns, and uid or no-caps.
@@ -62,10 +67,12 @@ import re
 import resource
 import selectors
 import signal
+import socket
 import stat
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import traceback
 import zlib
@@ -124,7 +131,7 @@ def verify(response: str, verifier: dict, partial: bool = False, protocol: str =
                 continue
             info.setdefault("failure", {"test": test, "verdict": verdict, "stderr": run.get("stderr", "")})
             if not partial:
-                break  # leaving the `with` kills the runner
+                break  # leaving the `with` kills the job
     if info["passed"] < info["tests"] and "failure" not in info:
         info["failure"] = {"verdict": "sandbox gave no result (its time budget ran out, or it crashed)"}
     reward = info["passed"] / info["tests"] if partial else float(info["passed"] == info["tests"])
@@ -246,34 +253,99 @@ def is_number(value) -> bool:
 
 def run_sandboxed(program: str, inputs: list[str], fn_name: str | None, limits: dict, stop_on_error: bool):
     """Yields the runner's header {"isolation": [...]}, then one {"exit", "timeout", "overflow", "stdout",
-    "stderr"} per test run. Closing the generator kills the runner and everything under it."""
+    "stderr"} per test run. Closing the generator kills the program's job process and everything under it."""
     with tempfile.TemporaryDirectory(prefix="m2rl-code-", ignore_cleanup_errors=True) as workdir:
-        env = {"PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8", "HOME": workdir, "TMPDIR": workdir,
-               "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
         layers, cgroups = make_cgroups(os.path.basename(workdir).removeprefix("m2rl-code-"), limits)
-        proc = subprocess.Popen([sys.executable, "-I", os.path.abspath(__file__)], stdin=subprocess.PIPE,
-                                stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, cwd=workdir, env=env,
-                                start_new_session=True)
+        runner = warm_runner() or Runner()
+        job = {"code": program, "inputs": inputs, "fn_name": fn_name, "limits": limits,
+               "stop_on_error": stop_on_error, "workdir": workdir, "cgroups": cgroups}
+        results = runner.start(job)
         try:
-            for directory in cgroups:  # before the job is sent: the runner has not forked yet
-                write_text(f"{directory}/cgroup.procs", str(proc.pid))
-            job = {"code": program, "inputs": inputs, "fn_name": fn_name, "limits": limits,
-                   "stop_on_error": stop_on_error, "parent": os.getpid()}
-            proc.stdin.write(json.dumps(job).encode())
-            proc.stdin.close()
             deadline = time.monotonic() + len(inputs) * (limits["time_s"] + 1) + 10
-            for i, line in enumerate(read_lines(proc.stdout.fileno(), deadline)):
+            for i, line in enumerate(read_lines(results, deadline)):
                 run = json.loads(line)
                 if i == 0 and "isolation" in run:
                     run["isolation"] = layers + run["isolation"]
                 yield run
         finally:
-            with contextlib.suppress(ProcessLookupError):  # pid 1 of the sandbox dies with it (PDEATHSIG)
-                os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-            proc.stdout.close()
-            for directory in cgroups:
+            runner.stop()
+            os.close(results)
+            if runner is not local.runner:
+                runner.close()
+            for directory in cgroups:  # whatever the job left, killed
                 remove_cgroup(directory)
+
+
+class Runner:
+    """The trusted process that starts every program: `python -I code.py <our pid>` (-I: no PYTHON* variables, no
+    user site, and this directory kept off sys.path - a solution's `import math` must get the stdlib), in a scrubbed
+    environment and a session of its own, killed if we die. It imports once what every program's process needs,
+    then forks a fresh *job process* per program (runner_main). It never reads a job itself: the job travels as a
+    file descriptor straight to the job process, so nothing of one program is in the memory the next one's fork
+    copies. A scoring worker keeps one warm for its life (keep_warm); a lone call starts one and stops it after."""
+
+    def __init__(self):
+        self.control, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        env = {"PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8", "OMP_NUM_THREADS": "1",
+               "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}  # HOME and TMPDIR: each job's temp dir
+        self.process = subprocess.Popen([sys.executable, "-I", os.path.abspath(__file__), str(os.getpid())],
+                                        stdin=theirs, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                        cwd="/", env=env, start_new_session=True)
+        theirs.close()
+
+    def start(self, job: dict) -> int:
+        """Hand the runner a job; returns the read end of its result pipe (one JSON line per result)."""
+        description = os.memfd_create("job")
+        with open(description, "wb", closefd=False) as f:
+            f.write(json.dumps(job).encode())
+        os.lseek(description, 0, os.SEEK_SET)  # the job process reads it through the same open file
+        results, results_w = os.pipe()
+        try:
+            socket.send_fds(self.control, [b"j"], [description, results_w])
+        except OSError:
+            pass  # the runner is gone (killed from outside): the job reads as a runner that died before it started
+        finally:
+            os.close(description)
+            os.close(results_w)
+        return results
+
+    def stop(self) -> None:
+        """Kill the job's processes, finished or not."""
+        with contextlib.suppress(OSError):
+            self.control.send(b"k")
+
+    def close(self) -> None:
+        self.process.kill()  # and the job process with it (PR_SET_PDEATHSIG)
+        self.process.wait()
+        self.control.close()
+
+
+class Local(threading.local):
+    runner: Runner | None = None  # the calling thread's warm runner, inside keep_warm()
+
+
+local = Local()
+
+
+def warm_runner() -> Runner | None:
+    """This thread's warm runner, restarted if it died; None outside keep_warm()."""
+    runner = local.runner
+    if runner is not None and runner.process.poll() is not None:
+        runner.close()
+        runner = local.runner = Runner()
+    return runner
+
+
+@contextlib.contextmanager
+def keep_warm():
+    """Within, this thread's programs share one runner started here (its job processes stay one per program)
+    instead of starting one each. Per thread: a runner dies with the thread that started it (PR_SET_PDEATHSIG)."""
+    outer, local.runner = local.runner, Runner()
+    try:
+        yield
+    finally:
+        local.runner.close()
+        local.runner = outer
 
 
 def read_lines(fd: int, deadline: float):
@@ -369,8 +441,8 @@ def sweep_stale_cgroups(directory: str) -> None:
 
 
 def remove_cgroup(path: str) -> None:
-    """rmdir once the processes are gone. They die with the runner (pid 1's PDEATHSIG ends the namespace); without
-    a PID namespace, a program's daemons outlive it, and the cgroup names them all."""
+    """rmdir once the processes are gone. They die with the job process (pid 1's PDEATHSIG ends the namespace);
+    without a PID namespace, a program's daemons outlive it, and the cgroup names them all."""
     for _ in range(500):
         try:
             os.rmdir(path)
@@ -402,16 +474,17 @@ def unescape(path: str) -> str:
 
 
 # ----------------------------------------------------------------------------------------------------------
-# The runner: `python -I code.py` reads one job on stdin and writes one JSON line per test on stdout.
+# The runner, `python -I code.py <caller's pid>`, and the job process it forks per program: one JSON line per
+# result on the job's result pipe.
 
 libc = ctypes.CDLL(None, use_errno=True)
 CLONE_NEWNS, CLONE_NEWUSER, CLONE_NEWPID, CLONE_NEWNET = 0x20000, 0x10000000, 0x20000000, 0x40000000
 MS_RDONLY, MS_NOSUID, MS_NODEV, MS_NOEXEC, MS_REMOUNT = 1, 2, 4, 8, 32
 MS_NOATIME, MS_NODIRATIME, MS_BIND, MS_REC, MS_PRIVATE, MS_RELATIME = 1024, 2048, 4096, 16384, 1 << 18, 1 << 21
 PR_SET_PDEATHSIG, PR_CAPBSET_DROP, PR_SET_NO_NEW_PRIVS = 1, 24, 38
-# As root, a sandbox's program runs as SANDBOX_UID + the runner's pid: a uid no file and no other live sandbox
-# has (pids are unique while the runner lives, and everything in the sandbox dies with it), so RLIMIT_NPROC
-# counts this sandbox only. The base sits above the subordinate ranges container tools hand out.
+# As root, a sandbox's program runs as SANDBOX_UID + the job process's pid: a uid no file and no other live
+# sandbox has (pids are unique while the job process lives, and everything in the sandbox dies with it), so
+# RLIMIT_NPROC counts this sandbox only. The base sits above the subordinate ranges container tools hand out.
 SANDBOX_UID = 1 << 30
 # What the minimal root shows besides the interpreter's sys.path: the shared libraries its extension modules
 # load (/lib and /lib64 are often symlinks into /usr) and the harmless devices.
@@ -422,9 +495,56 @@ DEVICE_LINKS = {"fd": "/proc/self/fd", "stdin": "/proc/self/fd/0", "stdout": "/p
 
 
 def runner_main() -> None:
-    job = json.loads(sys.stdin.buffer.read())
-    die_with_parent(job["parent"])
-    results = os.fdopen(os.dup(1), "w")  # the result channel; fd 1 itself is replaced in each test's child
+    """The runner's loop. Messages on stdin (a socket): b"j" with two file descriptors - the job's description and
+    the write end of its result pipe - forks a job process; b"k" kills the last one's process group, which by then
+    has finished or is being abandoned; end of input ends the runner."""
+    die_with_parent(int(sys.argv[1]))
+    control = socket.socket(fileno=0)
+    prelude = {}
+    exec(PRELUDE, prelude)  # imported once here: every job's fork, and every test's, inherits the modules
+    runner, job = os.getpid(), None
+    while True:
+        message, fds, _, _ = socket.recv_fds(control, 1, 2)
+        if job is not None:
+            with contextlib.suppress(ProcessLookupError):  # not reaped yet: the ids cannot have been reused
+                os.killpg(job, signal.SIGKILL)  # the job process and the namespace's pid 1
+            os.kill(job, signal.SIGKILL)  # in case it was killed before it made its own process group
+            os.waitpid(job, 0)
+            job = None
+        if message == b"j":
+            job = os.fork()
+            if job == 0:
+                run_job(runner, *fds, prelude)
+        for fd in fds:
+            os.close(fd)
+        if not message:
+            return
+
+
+def run_job(runner: int, description: int, results_fd: int, prelude: dict) -> None:
+    """The job process, forked fresh per program: it joins the job's cgroups, enters new namespaces and runs the
+    tests. Never returns."""
+    code = 1
+    try:
+        os.setsid()
+        die_with_parent(runner)
+        os.dup2(os.open(os.devnull, os.O_RDWR), 0)  # the control socket is the runner's alone
+        with open(description, "rb") as f:
+            job = json.loads(f.read())
+        for directory in job["cgroups"]:  # first: everything below is bounded with us
+            write_text(f"{directory}/cgroup.procs", str(os.getpid()))
+        os.chdir(job["workdir"])
+        os.environ.update(HOME=job["workdir"], TMPDIR=job["workdir"])
+        results = os.fdopen(results_fd, "w")  # the result channel; fd 1 is replaced in each test's child
+        run_tests(job, results, prelude)
+        code = 0
+    except BaseException:
+        os.write(results_fd, (json.dumps({"error": traceback.format_exc()}) + "\n").encode())
+    finally:
+        os._exit(code)
+
+
+def run_tests(job: dict, results, prelude: dict) -> None:
     root = os.geteuid() == 0
     uid = SANDBOX_UID + os.getpid()
     try:
@@ -435,7 +555,7 @@ def runner_main() -> None:
     if "net" not in isolation:
         if root:
             os.chown(os.getcwd(), uid, uid)  # the program's one writable place
-        serve(job, isolation, results, uid)
+        serve(job, isolation, results, uid, prelude)
         return
     pid = os.fork()
     if pid == 0:  # pid 1 of the new PID namespace
@@ -443,7 +563,7 @@ def runner_main() -> None:
         try:
             die_with_parent(None)
             enter_minimal_root(os.getcwd(), job["limits"]["disk_bytes"], uid if root else 0)
-            serve(job, isolation + ["pid", "minimal-root", "disk-quota", "no-userns"], results, uid)
+            serve(job, isolation + ["pid", "minimal-root", "disk-quota", "no-userns"], results, uid, prelude)
             code = 0
         except BaseException:
             results.write(json.dumps({"error": traceback.format_exc()}) + "\n")
@@ -511,9 +631,7 @@ def enter_minimal_root(workdir: str, disk_bytes: int, owner: int) -> None:
     os.chdir(workdir)
 
 
-def serve(job: dict, isolation: list[str], results, uid: int) -> None:
-    prelude = {}
-    exec(PRELUDE, prelude)  # imported once here; every test's fork inherits the modules
+def serve(job: dict, isolation: list[str], results, uid: int, prelude: dict) -> None:
     results.write(json.dumps({"isolation": isolation}) + "\n")
     results.flush()
     for test_input in job["inputs"]:

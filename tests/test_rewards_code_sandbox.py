@@ -52,12 +52,14 @@ def sandbox_processes() -> list[int]:
     return find()
 
 
-@pytest.fixture(autouse=True)
-def short_limits(monkeypatch):
+@pytest.fixture(autouse=True, params=["cold", "warm"])
+def short_limits(monkeypatch, request):
+    """Every attack twice: on a runner started for the one program, and on a warm one, as a scoring worker keeps."""
     if sys.platform != "linux" or os.geteuid() != 0:
         pytest.skip("the attack suite asserts the root sandbox (own uid + namespaces); see test_unprivileged_path")
     monkeypatch.setitem(code.LIMITS, "time_s", 1.0)
-    yield
+    with code.keep_warm() if request.param == "warm" else contextlib.nullcontext():
+        yield
     assert sandbox_processes() == [], "the sandbox left processes behind"
     assert sandbox_cgroups(os.getpid()) == [], "the sandbox left its cgroup behind"
 
@@ -290,6 +292,52 @@ def test_a_killed_callers_cgroup_is_removed_by_the_next_sandbox(tmp_path):
     time.sleep(0.5)  # its sandbox dies with it (PDEATHSIG), emptying the cgroup
     assert code.verify(fence("print(3)"), ONE_TEST)[0] == 1.0
     assert sandbox_cgroups(caller.pid) == []
+
+
+@pytest.mark.parametrize("short_limits", ["cold"], indirect=True)  # the test keeps its own runner warm
+def test_consecutive_programs_on_a_warm_runner_see_nothing_of_each_other():
+    # The first leaves what it can - a file in its temp dir and in /dev/shm, a changed module and builtin, an
+    # environment variable, a daemon - and is abandoned at its first failing test, its second still to run.
+    first = """import builtins, math, os, sys, time
+open("left.txt", "w").write("first")
+open("/dev/shm/left", "w").write("first")
+builtins.LEFT = math.LEFT = "first"
+math.pi = 3
+os.environ["LEFT"] = "first"
+if os.fork() == 0:
+    os.setsid()
+    time.sleep(60)
+print(os.getuid(), file=sys.stderr)
+print("not 3")"""
+    second = """import builtins, json, math, os, sys
+seen = {"files": os.listdir(".") + os.listdir("/dev/shm"), "globals": [hasattr(builtins, "LEFT"),
+        hasattr(math, "LEFT"), math.pi == 3], "env": os.environ.get("LEFT"),
+        "processes": [p for p in os.listdir("/proc") if p.isdigit() and int(p) not in (1, os.getpid())]}
+print(json.dumps([os.getuid(), seen]), file=sys.stderr)
+print("not 3")"""
+    two_tests = {"tests": {"inputs": ["1 2\n", "3 4\n"], "outputs": ["3", "7"]}}
+    with code.keep_warm():
+        runner = code.local.runner.process.pid
+        reward, info = code.verify(fence(first), two_tests)
+        assert reward == 0.0 and info["failure"]["test"] == 0, info
+        first_uid = int(info["failure"]["stderr"])
+        time.sleep(0.5)  # SIGKILL delivery
+        assert [pid for pid in sandbox_processes() if os.stat(f"/proc/{pid}").st_uid >= code.SANDBOX_UID] == []
+        reward, info = code.verify(fence(second), two_tests)
+        second_uid, seen = json.loads(info["failure"]["stderr"])
+        assert seen == {"files": [], "globals": [False, False, False], "env": None, "processes": []}
+        assert first_uid != second_uid  # each ran in a job process of its own (the uid holds its pid)
+        assert code.local.runner.process.pid == runner and code.local.runner.process.poll() is None
+
+
+@pytest.mark.parametrize("short_limits", ["cold"], indirect=True)  # the test keeps its own runner warm
+def test_a_warm_runner_killed_from_outside_is_replaced():
+    with code.keep_warm():
+        killed = code.local.runner.process
+        killed.kill()
+        killed.wait()
+        assert code.verify(fence("print(3)"), ONE_TEST)[0] == 1.0
+        assert code.local.runner.process.pid != killed.pid
 
 
 def nobody_python() -> str:

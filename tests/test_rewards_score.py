@@ -7,6 +7,7 @@ import json
 import os
 import sys
 import threading
+import time
 
 import pytest
 
@@ -145,3 +146,20 @@ def test_a_domain_registered_in_one_line_is_a_domain_everywhere(tmp_path, monkey
     monkeypatch.delitem(rewards.MODULES, "echo")
     with pytest.raises(RecordError, match="key 'domain' is 'echo'; it must be one of math, code, science, if"):
         load_records(data)
+
+
+def test_submitted_items_are_scored_before_collect_is_called():
+    nap = "```python\nimport time\ntime.sleep(1.5)\na, b = map(int, input().split())\nprint(a + b)\n```"
+    records = [MATH, CODE, SCIENCE, CODE]
+    responses = ["\\boxed{1/2}", nap, "Answer: C", ADD_OK]
+    with rewards.ScorePool(workers=2, timeout_s=60.0) as pool:
+        for key, record, response in reversed(list(zip("abcd", records, responses))):
+            pool.submit(key, record, response)
+        time.sleep(5)  # the caller busy elsewhere (generating): the pool scores meanwhile
+        tick = time.perf_counter()
+        scores = pool.collect()
+        assert time.perf_counter() - tick < 1.5  # less than the napping program alone takes: it ran before
+        assert scores == dict(zip("abcd", (rewards.score(r, s) for r, s in zip(records, responses))))
+        assert pool.collect() == {}  # each collect returns what was submitted since the last
+        pool.submit("e", MATH, "\\boxed{0.5}")  # and the pool serves on
+        assert pool.collect() == {"e": rewards.score(MATH, "\\boxed{0.5}")}

@@ -92,6 +92,23 @@ def test_native_logprobs_equal_trainer_recomputation(tmp_path):
     assert engine.generate(prompts, 2, sampling(0.7, seed=3)) == samples  # same seed, same samples
 
 
+def test_native_on_sample_gets_each_sample_as_it_finishes(tmp_path):
+    model = make_checkpoint(tmp_path, tied=True)
+    tokenizer = Tokenizer.from_dir(tmp_path)
+    prompts = chat_prompts(tokenizer)[:3]
+    engine = NativeEngine(model, tokenizer, batch_size=4)  # 6 sequences: batches of 4 and 2
+    sp = sampling(seed=5, stop_token_ids=list(range(0, model.config.vocab_size, 8)))  # rows stop at varied steps
+    reported = []
+    samples = engine.generate(prompts, 2, sp, on_sample=lambda i, s: reported.append((i, s)))
+    assert samples == engine.generate(prompts, 2, sp)  # the callback changes nothing
+    assert sorted(i for i, _ in reported) == list(range(6)) and all(samples[i] == s for i, s in reported)
+    assert [i // 4 for i, _ in reported] == [0, 0, 0, 0, 1, 1]  # a batch's samples before the next batch runs
+    # within a batch, in the order they finished: by length, not by index
+    lengths = [[len(s.response_ids) for i, s in reported if i // 4 == batch] for batch in (0, 1)]
+    assert lengths == [sorted(lengths[0]), sorted(lengths[1])], lengths
+    assert [len(samples[i].response_ids) for i in range(4)] != sorted(lengths[0])  # the index order differs
+
+
 @pytest.mark.parametrize("tied", [True, False], ids=["tied", "untied"])
 def test_native_load_weights_copies_the_stream_in_place(tmp_path, tied):
     """Reference: the streamed model's own tensors. A tied head stays tied (the stream's lm_head.weight is skipped)."""
@@ -133,3 +150,28 @@ def test_vllm_engine_passes_memory_and_tensor_parallel_to_vllm(monkeypatch, cuda
         assert kw["kv_cache_memory_bytes"] == (None if cuda else 2**30)
         assert kw.get("device_ids") == ([3] if cuda and tp == 1 else None)
         assert engine.sleep_mode == cuda and engine.tokenizer.vocab_size == 512
+
+
+def test_vllm_engine_hands_each_sample_to_on_sample_once_the_batch_returns(monkeypatch):
+    """LLM.generate returns the whole batch at once (a recording stand-in for vllm.LLM here): on_sample gets
+    samples[i] for every i, all after it returns."""
+    import sys
+    import types
+    ns, events = types.SimpleNamespace, []
+
+    class LLM:
+        def __init__(self, model, **kw):
+            pass
+
+        def generate(self, prompts, params, use_tqdm):
+            events.append("batch returned")
+            completion = ns(token_ids=[5, 6], logprobs=[{5: ns(logprob=-0.5)}, {6: ns(logprob=-0.25)}],
+                            finish_reason="stop")
+            return [ns(outputs=[completion] * p.n) for p in params]
+
+    monkeypatch.setitem(sys.modules, "vllm", ns(LLM=LLM, SamplingParams=lambda **kw: ns(**kw)))
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    engine = open_engine(TINY_DIR, "vllm")
+    samples = engine.generate([("a", [1, 2]), ("b", [3])], 2, sampling(),
+                              on_sample=lambda i, s: events.append((i, s)))
+    assert len(samples) == 4 and events == ["batch returned", *enumerate(samples)]
