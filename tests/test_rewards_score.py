@@ -149,16 +149,18 @@ def test_a_domain_registered_in_one_line_is_a_domain_everywhere(tmp_path, monkey
 
 
 def test_submitted_items_are_scored_before_collect_is_called():
-    nap = "```python\nimport time\ntime.sleep(1.5)\na, b = map(int, input().split())\nprint(a + b)\n```"
+    """Reference: in-process score(), item by item. The pool scores in the background from the first submit: every
+    item is scored while the caller is busy elsewhere (generating), before it ever calls collect()."""
     records = [MATH, CODE, SCIENCE, CODE]
-    responses = ["\\boxed{1/2}", nap, "Answer: C", ADD_OK]
+    responses = ["\\boxed{1/2}", ADD_OK, "Answer: C", ADD_OK.replace("a + b", "a - b")]
     with rewards.ScorePool(workers=2, timeout_s=60.0) as pool:
         for key, record, response in reversed(list(zip("abcd", records, responses))):
             pool.submit(key, record, response)
-        time.sleep(5)  # the caller busy elsewhere (generating): the pool scores meanwhile
-        tick = time.perf_counter()
+        deadline = time.monotonic() + 120
+        while len(pool.scores) < len(records):  # no collect() yet: only the pool's own thread can fill these
+            assert time.monotonic() < deadline, f"only {len(pool.scores)} of 4 scored without collect()"
+            time.sleep(0.05)
         scores = pool.collect()
-        assert time.perf_counter() - tick < 1.5  # less than the napping program alone takes: it ran before
         assert scores == dict(zip("abcd", (rewards.score(r, s) for r, s in zip(records, responses))))
         assert pool.collect() == {}  # each collect returns what was submitted since the last
         pool.submit("e", MATH, "\\boxed{0.5}")  # and the pool serves on
