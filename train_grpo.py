@@ -47,7 +47,7 @@ from grpo import (LOSS_AGGREGATIONS, Batch, LossConfig, MiniBatch, aggregate, bu
                   idle_micro_batch, policy_loss)
 from logprobs import kl_estimate, response_logprobs
 from model import DTYPES, CheckpointError, Qwen3Config, SamplingParams, check_vocab, load_model
-from rollout import NativeEngine, open_engine
+from rollout import NativeEngine, VllmEngine, open_engine
 from tokenizer import Tokenizer
 from merge import label_pairs
 from train_sft import Metrics, adamw, stream_indices
@@ -380,7 +380,7 @@ class Trainer:
     reference: torch.nn.Module | None
     teachers: dict
     optimizer: torch.optim.Optimizer
-    engine: object
+    engine: "NativeEngine | VllmEngine"
     scorer: rewards.ScorePool
     rank: int
     world: int
