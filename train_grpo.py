@@ -26,9 +26,8 @@ import re
 import resource
 import time
 from collections import defaultdict
-from dataclasses import replace
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
-from typing import NamedTuple
 
 import torch
 import torch.distributed as dist
@@ -44,15 +43,17 @@ from cli import (HelpFormatter, add_config_flag, add_engine_flag, add_resume_fla
                  non_negative_float, non_negative_int, parse_args, positive_float, positive_int, probability)
 from data.blend import BlendError, load_blend, realise
 from data.record import RecordError, load_records
+from grpo import (LOSS_AGGREGATIONS, Batch, LossConfig, MiniBatch, aggregate, build_batch, group_advantages,
+                  idle_micro_batch, policy_loss)
+from logprobs import kl_estimate, response_logprobs
 from model import DTYPES, CheckpointError, Qwen3Config, SamplingParams, check_vocab, load_model
-from rollout import NativeEngine, open_engine
+from rollout import NativeEngine, VllmEngine, open_engine
 from tokenizer import Tokenizer
 from merge import label_pairs
 from training import Metrics, adamw, open_run, stream_indices
 
 ROOT = Path(__file__).resolve().parent
 TINY_SFT = ROOT / "data/tiny-sft"
-LOSS_AGGREGATIONS = ("seq-mean-token-mean", "token-mean", "seq-mean-token-sum-norm")
 # in-loop evaluation under --protocol m2rl: each domain sampled K times as the paper's benchmark of it
 # (a domain without one here, such as code: 4 samples, as evaluate.py)
 EVAL_K = {"math": BENCHMARKS["aime24"].paper_k, "science": BENCHMARKS["gpqa_diamond"].paper_k,
@@ -264,6 +265,9 @@ def main(args):
     metrics = Metrics(out / "metrics.jsonl", keep_below=start) if rank == 0 else None
     tracker = tracking.Tracker(args.report_to if rank == 0 else (), out, vars(args), args.run_name or out.name, start)
     scorer = rewards.ScorePool(args.reward_workers or max(1, (os.cpu_count() or 1) // world))
+    trainer = Trainer(model, reference, teachers, optimizer, engine, scorer, rank, world, device)
+    config = from_flags(StepConfig, args, sampling=sampling(args, tokenizer, args.seed),
+                        loss=from_flags(LossConfig, args))
 
     if start == 0 and args.eval_every:
         row = {"step": 0, **evaluate(engine, eval_prompts, scorer, tokenizer, args, rank, world)}
@@ -275,8 +279,8 @@ def main(args):
     progress = tqdm(range(start, args.steps), initial=start, total=args.steps, disable=rank != 0, desc="grpo",
                     bar_format="{desc} {n_fmt}/{total_fmt} [{remaining} left{postfix}]")
     for step in progress:
-        row = {"step": step + 1, **train_step(step, model, reference, teachers, optimizer, engine, scorer, pools,
-                                              quotas, tokenizer, args, rank, world, device)}
+        prompts = prompts_of_step(pools, quotas, step, args.seed)[rank::world]  # this rank's share
+        row = {"step": step + 1, **train_step(step, prompts, trainer, config)}
         evaluated = args.eval_every and ((step + 1) % args.eval_every == 0 or step + 1 == args.steps)
         if evaluated:
             row.update(evaluate(engine, eval_prompts, scorer, tokenizer, args, rank, world))
@@ -355,306 +359,181 @@ def plan(args, config, train_prompts, teacher_dirs, world) -> str:
 
 
 # ---------------------------------------------------------------------------------------------------------------
-# The loss: advantages, the clipped policy loss with TIS, KL estimators, loss aggregation
-
-
-def group_advantages(rewards: torch.Tensor, scale_by_std: bool = True, eps: float = 1e-6) -> torch.Tensor:
-    """rewards (P, n) -> advantages (P, n), normalised within each prompt's group of n samples. std is the unbiased
-    one (torch.std, as verl and TRL); a group of one has no baseline and gets advantage 0."""
-    centred = rewards - rewards.mean(dim=1, keepdim=True)
-    if not scale_by_std:
-        return centred
-    std = rewards.std(dim=1, keepdim=True) if rewards.shape[1] > 1 else torch.zeros_like(centred[:, :1])
-    return centred / (std + eps)
-
-
-def policy_loss(logprobs, old_logprobs, rollout_logprobs, advantages, eps_low, eps_high, tis_cap):
-    """Per-token PPO-clip loss (B, T) and where the clip was active (B, T) bool. advantages: (B, T), or (B, 1) for one
-    per sequence. tis_cap = 0 turns truncated importance sampling off."""
-    ratio = torch.exp(logprobs - old_logprobs)
-    unclipped = -advantages * ratio
-    clipped = -advantages * ratio.clamp(1 - eps_low, 1 + eps_high)
-    loss = torch.maximum(unclipped, clipped)
-    if tis_cap:
-        loss = loss * torch.exp(old_logprobs - rollout_logprobs).clamp(max=tis_cap).detach()
-    return loss, clipped > unclipped
-
-
-def kl_penalty(logprobs, ref_logprobs, estimator: str) -> torch.Tensor:
-    """Per-token estimates of KL(pi || pi_ref) from samples of pi (Schulman, "Approximating KL divergence", 2020):
-    k1 = log r, k2 = (log r)^2 / 2, k3 = 1/r - 1 + log r, with log r = log pi - log pi_ref."""
-    log_ratio = logprobs - ref_logprobs
-    if estimator == "k1":
-        return log_ratio
-    if estimator == "k2":
-        return 0.5 * log_ratio**2
-    return torch.exp(-log_ratio) - 1 + log_ratio
-
-
-def aggregate(loss, mask, mode: str, n_seqs: int, n_tokens: int, max_len: int) -> torch.Tensor:
-    """This micro-batch's share of the batch loss: summed over every micro-batch of every rank, it gives
-        token-mean               sum of all tokens' losses / all tokens                            (DAPO)
-        seq-mean-token-mean      mean over sequences of each sequence's mean token loss             (GRPO, paper)
-        seq-mean-token-sum-norm  mean over sequences of each sequence's summed loss / max_len       (Dr.GRPO)
-    loss, mask (B, T); n_seqs and n_tokens count the whole batch (all ranks)."""
-    per_seq = (loss * mask).sum(dim=1)
-    if mode == "token-mean":
-        return per_seq.sum() / n_tokens
-    if mode == "seq-mean-token-mean":
-        return (per_seq / mask.sum(dim=1).clamp(min=1)).sum() / n_seqs
-    if mode == "seq-mean-token-sum-norm":
-        return (per_seq / max_len).sum() / n_seqs
-    raise ValueError(f"unknown loss aggregation {mode!r}; choose one of {LOSS_AGGREGATIONS}")
-
-
-# ---------------------------------------------------------------------------------------------------------------
 # One step
 
 
-def train_step(step, model, reference, teachers, optimizer, engine, scorer, pools, quotas, tokenizer, args, rank,
-               world, device) -> dict:
+@dataclass
+class Trainer:
+    """What every step works with and none replaces: the policy (FSDP2-sharded), the frozen reference (None without
+    the KL term) and teachers ({domain: model}, MT-OPD), the optimizer, this rank's rollout engine and scoring pool,
+    and where this rank runs."""
+    model: torch.nn.Module
+    reference: torch.nn.Module | None
+    teachers: dict
+    optimizer: torch.optim.Optimizer
+    engine: "NativeEngine | VllmEngine"
+    scorer: rewards.ScorePool
+    rank: int
+    world: int
+    device: torch.device
+
+
+@dataclass(frozen=True)
+class StepConfig:
+    """A step's hyper-parameters (the flags of the same names), read from the flags once."""
+    seed: int
+    group_size: int
+    sampling: SamplingParams  # the rollout's; each step and rank seeds its own
+    think_gate: bool
+    protocol: str
+    no_std: bool
+    drop_zero_var: bool
+    mask_truncated: bool
+    balance_data: bool
+    opd_reward_coef: float
+    mini_batches: int
+    ppo_epochs: int
+    micro_batch: int
+    max_tokens_per_micro_batch: int
+    loss: LossConfig
+
+
+def from_flags(cls, args, **given):
+    """A config dataclass from the flags of its fields' names; `given` sets the others."""
+    return cls(**{f.name: getattr(args, f.name) for f in fields(cls) if f.name not in given}, **given)
+
+
+def train_step(step, prompts, trainer: Trainer, config: StepConfig) -> dict:
+    """One optimizer step (per mini-batch) on this rank's share of the step's prompts."""
     times, stats = {}, Stats()
     tick = time.perf_counter()
 
-    # generate: this rank's share of the step's prompts, n samples each
-    batch = prompts_of_step(pools, quotas, step, args.seed)[rank::world]
-    records = [record for record, _ in batch for _ in range(args.group_size)]
-    seed = (args.seed * 100_003 + step) * world + rank  # a function of the step: resumed runs sample the same
-    # each sample is scored as soon as the engine has it, in the reward workers, while the engine generates on
-    samples = engine.generate([(record.id, ids) for record, ids in batch], args.group_size,
-                              sampling(args, tokenizer, seed), on_sample=lambda i, s: scorer.submit(
-                                  i, records[i], s.text, think_gate=args.think_gate, protocol=args.protocol))
-    engine.sleep(level=2)  # on GPU, free the engine's weights and KV cache for training: the sync below reloads them
+    # generate: n samples of each prompt, each scored as soon as the engine has it (in the reward workers, while the
+    # engine generates on)
+    seed = (config.seed * 100_003 + step) * trainer.world + trainer.rank  # of the step: resumed runs sample alike
+    records = [record for record, _ in prompts for _ in range(config.group_size)]
+
+    def submit(i, sample):
+        trainer.scorer.submit(i, records[i], sample.text, think_gate=config.think_gate, protocol=config.protocol)
+
+    samples = trainer.engine.generate([(record.id, ids) for record, ids in prompts], config.group_size,
+                                      replace(config.sampling, seed=seed), on_sample=submit)
+    trainer.engine.sleep(level=2)  # on GPU, free the engine's weights and KV cache for training: the sync reloads them
     times["generate"], tick = time.perf_counter() - tick, time.perf_counter()
 
     # reward: what is left to score once generation is done (time/reward_s)
-    scores = scorer.collect()
-    for i, s in enumerate(samples):
-        s.reward, s.info = scores[i].reward, scores[i].info
+    by_index = trainer.scorer.collect()
+    scores = [by_index[i] for i in range(len(samples))]
     times["reward"], tick = time.perf_counter() - tick, time.perf_counter()
-    rollout_stats(stats, records, samples)
+    rollout_stats(stats, records, samples, scores)
 
-    # advantages, one per response token; groups whose samples all scored alike teach GRPO nothing (dropped when
-    # asked), as do truncated samples under --mask-truncated
-    rewards_ = torch.tensor([s.reward for s in samples], dtype=torch.float32).view(len(batch), args.group_size)
-    advantages = group_advantages(rewards_, scale_by_std=not args.no_std).flatten()
+    # advantages, one per sample; groups whose samples all scored alike teach GRPO nothing (dropped when asked), as
+    # do truncated samples under --mask-truncated
+    rewards_ = torch.tensor([s.reward for s in scores], dtype=torch.float32).view(len(prompts), config.group_size)
+    advantages = group_advantages(rewards_, scale_by_std=not config.no_std).flatten()
     keep = [i for i in range(len(samples))
-            if not (args.drop_zero_var and rewards_[i // args.group_size].std() == 0)
-            and not (args.mask_truncated and samples[i].finish_reason == "length")]
+            if not (config.drop_zero_var and rewards_[i // config.group_size].std() == 0)
+            and not (config.mask_truncated and samples[i].finish_reason == "length")]
     stats.add("train/kept_fraction", len(keep), len(samples))
     # balance: the kept samples dealt out so every rank trains on about as many tokens (the paper's --balance-data)
     kept = [(samples[i], records[i].domain, advantages[i].item()) for i in keep]
-    if args.balance_data:
+    if config.balance_data:
         kept = m2rl_dist.balanced(kept, [len(s.prompt_ids) + len(s.response_ids) for s, _, _ in kept])
     samples, domains, advantages = [s for s, _, _ in kept], [d for _, d, _ in kept], [a for _, _, a in kept]
-    keep = list(range(len(samples)))
-    on_policy = args.mini_batches == 1 and args.ppo_epochs == 1
-    if teachers:
-        old, per_token = distillation_advantages(model, teachers, samples, domains, advantages, args, device, stats)
-    else:
-        old = None if on_policy else sequence_logprobs(model, samples, keep, args, device)
-        per_token = {i: torch.tensor(advantages[i]).expand(len(samples[i].response_ids)) for i in keep}
+    batch = build_batch(samples, advantages, domains if trainer.teachers else None, config.mini_batches,
+                        config.micro_batch, config.max_tokens_per_micro_batch, trainer.device)
+    if trainer.teachers:
+        distill(batch, trainer, config.opd_reward_coef, config.loss.temperature, stats)
+    elif config.mini_batches > 1 or config.ppo_epochs > 1:  # off policy after the first update: pi_old scored once
+        score_old(batch, trainer.model, config.loss.temperature)
     times["logprob"], tick = time.perf_counter() - tick, time.perf_counter()
 
-    # update: mini-batches of the rollout batch, each one optimizer step
-    minis = [keep[m::args.mini_batches] for m in range(args.mini_batches)]
-    for _ in range(args.ppo_epochs):
-        for mini in minis:
-            update(model, reference, optimizer, samples, mini, per_token, old, args, world, device, stats)
+    # update: each mini-batch one optimizer step, every epoch
+    for _ in range(config.ppo_epochs):
+        for mini in batch.minis:
+            update(trainer, mini, config.loss, stats)
     times["train"], tick = time.perf_counter() - tick, time.perf_counter()
 
-    engine.wake_up(["weights"])  # weights first, KV cache after the sync: vLLM's order for the lowest peak memory
-    engine.load_weights(m2rl_dist.full_tensors(model))  # streamed tensor by tensor out of the shards
-    engine.wake_up(["kv_cache"])
+    trainer.engine.wake_up(["weights"])  # weights first, KV cache after the sync: vLLM's order for the lowest peak
+    trainer.engine.load_weights(m2rl_dist.full_tensors(trainer.model))  # streamed tensor by tensor out of the shards
+    trainer.engine.wake_up(["kv_cache"])
     times["sync"] = time.perf_counter() - tick
 
     # memory high-water marks, the largest over ranks: the process's resident peak (host), and on GPU the allocator's
     stats.maximum("memory/peak_rss_gib", resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20)  # Linux: kB
-    if device.type == "cuda":
-        stats.maximum("memory/peak_allocated_gib", torch.cuda.max_memory_allocated(device) / 2**30)
+    if trainer.device.type == "cuda":
+        stats.maximum("memory/peak_allocated_gib", torch.cuda.max_memory_allocated(trainer.device) / 2**30)
     row = stats.reduce()
     row.update({f"time/{k}_s": v for k, v in times.items()})
     row["rollout/tokens_per_s"] = row.pop("rollout/tokens") / max(times["generate"], 1e-9)
     return row
 
 
-def distillation_advantages(model, teachers, samples, domains, advantages, args, device, stats):
+@torch.no_grad()
+def score_old(batch: Batch, model, temperature):
+    """pi_old: the policy before this batch's updates, scored on every micro-batch (idle ones too: the forward is a
+    collective)."""
+    for mb in batch.micro_batches():
+        mb.old_lp = response_logprobs(model, mb.tokens, temperature)[0]
+
+
+@torch.no_grad()
+def distill(batch: Batch, trainer: Trainer, reward_coef: float, temperature, stats):
     """Multi-teacher on-policy distillation (Agarwal et al. 2024; Thinking Machines' OPD): each sample is scored by
     the teacher of its domain, and its per-token advantage is log pi_teacher - log pi_student, a sampled negative
     reverse KL, not normalised; --opd-reward-coef adds the GRPO advantage. Student and teacher score the same
     micro-batches, so a teacher equal to the student gives advantages of exactly 0."""
-    old, per_token = {}, {}
-    for domain, teacher in teachers.items():  # the same order on every rank: the forwards are collectives
-        mine = [i for i in range(len(samples)) if domains[i] == domain]
-        student_lp = sequence_logprobs(model, samples, mine, args, device)
-        teacher_lp = sequence_logprobs(teacher, samples, mine, args, device)
-        for i in mine:
-            old[i] = student_lp[i]
-            per_token[i] = teacher_lp[i] - student_lp[i] + args.opd_reward_coef * advantages[i]
-            stats.add(f"opd/{domain}/reverse_kl", (student_lp[i] - teacher_lp[i]).sum().item(), len(student_lp[i]))
-    return old, per_token
+    for domain, teacher in trainer.teachers.items():  # the same order on every rank: the forwards are collectives
+        mine = [mb for mb in batch.micro_batches() if mb.domain == domain]
+        n = int(m2rl_dist.all_reduce_max(len(mine)))  # as many forwards on every rank, idle ones past this rank's
+        for mb in mine + [idle_micro_batch(trainer.device) for _ in range(n - len(mine))]:
+            student = response_logprobs(trainer.model, mb.tokens, temperature)[0]
+            teacher_lp = response_logprobs(teacher, mb.tokens, temperature)[0]
+            mb.old_lp, mb.advantages = student, teacher_lp - student + reward_coef * mb.advantages
+            stats.add(f"opd/{domain}/reverse_kl", ((student - teacher_lp) * mb.tokens.mask).sum().item(),
+                      mb.tokens.mask.sum().item())
 
 
-def update(model, reference, optimizer, samples, chosen, advantages, old, args, world, device, stats):
-    """One optimizer step on the chosen samples. advantages[i] and old[i] (pi_old, None on policy) hold one value
-    per response token of sample i."""
-    n_seqs = m2rl_dist.all_reduce_sum(len(chosen))
-    n_tokens = m2rl_dist.all_reduce_sum(sum(len(samples[i].response_ids) for i in chosen))
-    if n_seqs == 0:  # every group of every rank dropped: nothing to learn from this batch
+def update(trainer: Trainer, mini: MiniBatch, config: LossConfig, stats):
+    """One optimizer step on a mini-batch."""
+    if mini.n_seqs == 0:  # every group of every rank dropped: nothing to learn from this batch
         return
-    for micro, n_micro, batch in micro_batches(samples, chosen, args.micro_batch, args.max_tokens_per_micro_batch,
-                                               device):
-        mask, rollout_lp = batch.mask, batch.rollout_lp
-        logprobs, entropy = response_logprobs(model, batch, args.temperature, with_entropy=True)
-        old_lp = logprobs.detach() if old is None or not micro else rows(old, micro, mask)
-        adv = rows(advantages, micro, mask)  # zeros on an idle rank
-        loss_tok, clip_active = policy_loss(logprobs, old_lp, rollout_lp, adv, args.eps_clip, args.eps_clip_high,
-                                            args.tis_cap)
-        if reference is not None:
+    for mb in mini.micro:
+        mask, rollout_lp = mb.tokens.mask, mb.rollout_lp
+        logprobs, entropy = response_logprobs(trainer.model, mb.tokens, config.temperature, with_entropy=True)
+        old_lp = logprobs.detach() if mb.old_lp is None else mb.old_lp
+        loss_tok, clip_active = policy_loss(logprobs, old_lp, rollout_lp, mb.advantages, config.eps_clip,
+                                            config.eps_clip_high, config.tis_cap)
+        if trainer.reference is not None:
             with torch.no_grad():
-                ref_lp = response_logprobs(reference, batch, args.temperature)[0]
-            kl = kl_penalty(logprobs, ref_lp, args.kl_estimator)
-            loss_tok = loss_tok + args.kl_coef * kl
+                ref_lp = response_logprobs(trainer.reference, mb.tokens, config.temperature)[0]
+            kl = kl_estimate(logprobs, ref_lp, config.kl_estimator)
+            loss_tok = loss_tok + config.kl_coef * kl
             stats.add("train/kl", (kl.detach() * mask).sum().item(), mask.sum().item())
-        if args.entropy_coef:
-            loss_tok = loss_tok - args.entropy_coef * entropy
-        loss = aggregate(loss_tok, mask, args.loss_agg, n_seqs, n_tokens, args.max_response_len)
+        if config.entropy_coef:
+            loss_tok = loss_tok - config.entropy_coef * entropy
+        loss = aggregate(loss_tok, mask, config.loss_agg, mini.n_seqs, mini.n_tokens, config.max_response_len)
         # FSDP averages gradients over ranks; scaling by world makes the reduced gradient that of the global sum
-        (loss * world).backward()
+        (loss * trainer.world).backward()
         tokens = mask.sum().item()
         tis = torch.exp(old_lp - rollout_lp)[mask.bool()]
-        stats.add("train/loss", loss.item(), 1 / (n_micro * world))  # shares summed: one batch loss per update
+        stats.add("train/loss", loss.item(), 1 / (len(mini.micro) * trainer.world))  # shares summed: one batch loss
         stats.add("train/entropy", (entropy.detach() * mask).sum().item(), tokens)
         stats.add("train/clip_fraction", (clip_active & mask.bool()).sum().item(), tokens)
         stats.add("tis/ratio_mean", tis.sum().item(), tokens)
-        stats.add("tis/capped_fraction", (tis > args.tis_cap).sum().item() if args.tis_cap else 0, tokens)
+        stats.add("tis/capped_fraction", (tis > config.tis_cap).sum().item() if config.tis_cap else 0, tokens)
         stats.maximum("tis/ratio_max", tis.max().item() if tokens else 0.0)
         stats.add("train/engine_logprob_abs_diff", (old_lp - rollout_lp).abs()[mask.bool()].sum().item(), tokens)
-        real = sum(len(samples[i].prompt_ids) + len(samples[i].response_ids) for i in micro)
-        stats.add("train/padding_fraction", batch.ids.numel() - real if micro else 0, batch.ids.numel() if micro else 0)
-    grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), args.grad_clip)
+        size = mb.tokens.ids.numel() if mb.samples else 0  # idle micro-batches count nothing
+        stats.add("train/padding_fraction", size - mb.real_tokens, size)
+    grad_norm = torch.nn.utils.clip_grad_norm_(trainer.model.parameters(), config.grad_clip)
     grad_norm = grad_norm.full_tensor() if hasattr(grad_norm, "full_tensor") else grad_norm
     if not math.isfinite(grad_norm.item()):
         raise SystemExit(f"the gradient norm is {grad_norm.item()}: the loss diverged; lower --lr (the last good "
                          f"checkpoint is the newest step_* in --out)")
-    stats.add("train/grad_norm", grad_norm.item(), 1 / world)
-    optimizer.step()
-    optimizer.zero_grad(set_to_none=True)
-
-
-def rows(per_sample: dict, chosen: list, like: torch.Tensor) -> torch.Tensor:
-    """Per-token values of the chosen samples as one (B, R) tensor, zero past each response's end."""
-    out = torch.zeros_like(like)
-    for b, i in enumerate(chosen):
-        out[b, :len(per_sample[i])] = per_sample[i]
-    return out
-
-
-@torch.no_grad()
-def sequence_logprobs(model, samples, chosen, args, device) -> dict:
-    """{i: logprobs of sample i's response tokens} under `model` (the policy before this batch's updates, pi_old,
-    or a teacher)."""
-    out = {}
-    for micro, _, batch in micro_batches(samples, chosen, args.micro_batch, args.max_tokens_per_micro_batch, device):
-        logprobs = response_logprobs(model, batch, args.temperature)[0]
-        out.update((i, logprobs[b, :len(samples[i].response_ids)]) for b, i in enumerate(micro))
-    return out
-
-
-def micro_batches(samples, chosen, micro_batch: int, max_tokens: int, device):
-    """(micro, n_micro, MicroBatch) for each micro-batch of the chosen samples (see `partition`). Every rank yields
-    as many as the busiest one, because each FSDP forward is a collective that must pair up: an idle rank yields
-    micro = [] and a one-sample batch whose mask is empty, so its forward/backward adds nothing."""
-    parts = partition([len(s.prompt_ids) + len(s.response_ids) for s in samples], chosen, micro_batch, max_tokens)
-    n_micro = int(m2rl_dist.all_reduce_max(len(parts)))
-    for m in range(n_micro):
-        micro = parts[m] if m < len(parts) else []
-        batch = (packed if max_tokens else padded)(samples, micro or chosen[:1] or [0], device)
-        yield micro, n_micro, batch if micro else batch._replace(mask=torch.zeros_like(batch.mask))
-
-
-def partition(lengths, chosen, micro_batch: int, max_tokens: int) -> list[list[int]]:
-    """The chosen samples in micro-batches: `micro_batch` sequences each (padded), or with a token budget whole
-    samples packed first-fit-decreasing so each micro-batch holds at most `max_tokens` tokens (slime's dynamic
-    batching, verl's use_dynamic_bsz); a sample longer than the budget gets one of its own."""
-    if not max_tokens:
-        return [chosen[i:i + micro_batch] for i in range(0, len(chosen), micro_batch)]
-    bins, loads = [], []
-    for i in sorted(chosen, key=lambda i: -lengths[i]):  # stable: ties keep their order, so every run packs alike
-        fits = next((b for b, load in enumerate(loads) if load + lengths[i] <= max_tokens), None)
-        if fits is None:
-            bins.append([i])
-            loads.append(lengths[i])
-        else:
-            bins[fits].append(i)
-            loads[fits] += lengths[i]
-    return bins
-
-
-class MicroBatch(NamedTuple):
-    """Token rows for the forward pass, and each sample's response tokens as one padded (B, R) view of them.
-    ids, targets (rows, L): prompt + response tokens, the next token on response positions and -100 elsewhere;
-    positions (rows, L): restarting at 0 at each packed sample, or None for one sample per row;
-    index (B, R): where response token r of sample b sits in ids.flatten(); mask (B, R): 1 on response tokens;
-    rollout_lp (B, R): the engine's logprobs of them. R is the longest response of the micro-batch."""
-    ids: torch.Tensor
-    positions: torch.Tensor | None
-    targets: torch.Tensor
-    index: torch.Tensor
-    mask: torch.Tensor
-    rollout_lp: torch.Tensor
-
-
-def padded(samples, chosen, device) -> MicroBatch:
-    """One sample per row, right-padded to the longest."""
-    picked = [samples[i] for i in chosen]
-    L = max(len(s.prompt_ids) + len(s.response_ids) for s in picked)
-    ids = torch.zeros(len(picked), L, dtype=torch.long)
-    targets = torch.full((len(picked), L), -100, dtype=torch.long)
-    for b, s in enumerate(picked):
-        P, n = len(s.prompt_ids), len(s.response_ids)
-        ids[b, :P + n] = torch.tensor(s.prompt_ids + s.response_ids)
-        targets[b, P - 1:P - 1 + n] = torch.tensor(s.response_ids)  # position t predicts token t + 1
-    starts = [b * L for b in range(len(picked))]
-    return _responses(picked, starts, ids, None, targets, device)
-
-
-def packed(samples, chosen, device) -> MicroBatch:
-    """The samples end to end in one row, no padding: position ids restart at 0 at each sample, which is how
-    model.py keeps attention inside a sample (a block-diagonal causal mask with SDPA, flash-attn's varlen kernel on
-    CUDA) — the same logprobs as one sample per row (tested)."""
-    picked = [samples[i] for i in chosen]
-    ids, positions, targets, starts = [], [], [], []
-    for s in picked:
-        P, n = len(s.prompt_ids), len(s.response_ids)
-        starts.append(len(ids))
-        ids += s.prompt_ids + s.response_ids
-        positions += range(P + n)
-        targets += [-100] * (P - 1) + s.response_ids + [-100]
-    as_row = lambda x: torch.tensor([x], dtype=torch.long)  # (1, L)
-    return _responses(picked, starts, as_row(ids), as_row(positions), as_row(targets), device)
-
-
-def _responses(picked, starts, ids, positions, targets, device) -> MicroBatch:
-    """The (B, R) view of each sample's response tokens, sample b starting at flat offset starts[b]."""
-    R = max(len(s.response_ids) for s in picked)
-    index, mask, rollout_lp = (torch.zeros(len(picked), R, dtype=torch.long), torch.zeros(len(picked), R),
-                               torch.zeros(len(picked), R))
-    for b, (s, start) in enumerate(zip(picked, starts)):
-        P, n = len(s.prompt_ids), len(s.response_ids)
-        index[b, :n] = torch.arange(start + P - 1, start + P - 1 + n)
-        mask[b, :n] = 1
-        rollout_lp[b, :n] = torch.tensor(s.logprobs)
-    return MicroBatch(*(t.to(device) if t is not None else None
-                        for t in (ids, positions, targets, index, mask, rollout_lp)))
-
-
-def response_logprobs(model, batch: MicroBatch, temperature, with_entropy=False):
-    """Logprobs (and entropies) of the response tokens, (B, R), at the sampling temperature: the distribution the
-    engine sampled from."""
-    logprobs, entropy = model.token_logprobs(batch.ids, batch.targets, batch.positions, temperature=temperature,
-                                             with_entropy=with_entropy)
-    return logprobs.flatten()[batch.index], entropy.flatten()[batch.index] if with_entropy else None
+    stats.add("train/grad_norm", grad_norm.item(), 1 / trainer.world)
+    trainer.optimizer.step()
+    trainer.optimizer.zero_grad(set_to_none=True)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -779,14 +658,14 @@ def sampling(args, tokenizer, seed, greedy=False) -> SamplingParams:
                           stop_token_ids=[tokenizer.im_end_id, tokenizer.pad_id])
 
 
-def rollout_stats(stats, records, samples):
-    for record, s in zip(records, samples):
+def rollout_stats(stats, records, samples, scores):
+    for record, s, score in zip(records, samples, scores):
         for key in ("all", record.domain):
-            stats.add(f"reward/{key}/mean", s.reward)
-            stats.add(f"reward/{key}/accuracy", float(s.reward >= 1.0))
+            stats.add(f"reward/{key}/mean", score.reward)
+            stats.add(f"reward/{key}/accuracy", float(score.reward >= 1.0))
             stats.add(f"rollout/{key}/response_len", len(s.response_ids))
             stats.add(f"rollout/{key}/truncated", float(s.finish_reason == "length"))
-        stats.add("reward/error_fraction", float("error" in s.info))  # no answer found, a verifier failure or timeout
+        stats.add("reward/error_fraction", float("error" in score.info))  # no answer, a verifier failure or timeout
         stats.add("rollout/tokens", len(s.response_ids), 0)
 
 

@@ -50,6 +50,16 @@ def one_thread():
 
 
 @pytest.fixture
+def world_of_one():
+    """A process group of this process alone: what the trainers' collectives need in a unit test."""
+    import dist as m2rl_dist
+    import torch.distributed as dist
+    m2rl_dist.init()
+    yield
+    dist.destroy_process_group()
+
+
+@pytest.fixture
 def sigkill_when():
     """kill(command, done, **popen): start a trainer, SIGKILL it as soon as the path `done` exists (a checkpoint
     mid-run), and wait for it; the test then resumes it. Gives up waiting after 300 s or when the run ends."""

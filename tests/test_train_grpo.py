@@ -1,8 +1,6 @@
-"""train_grpo.py's maths against hand computations (GRPO advantage, PPO clip with DAPO's clip-higher, truncated
-importance sampling, Schulman's KL estimators, verl's loss aggregations), and its batching against per-sequence
-recomputation with model.py."""
+"""train_grpo.py: the step's prompts and data, its update (packed against padded rows, recompute against none), the
+in-loop evaluation and the dry run's plan; the loss maths and the batch are tests/test_grpo.py's."""
 import importlib.util
-import math
 import os
 
 import pytest
@@ -11,76 +9,9 @@ import torch
 import train_grpo
 from model import from_preset
 from rollout import Sample
-from train_grpo import (aggregate, group_advantages, kl_penalty, packed, padded, partition, policy_loss,
-                        prompts_of_step, response_logprobs, step_quotas, update)
-
-
-def test_group_advantages_by_hand():
-    # group [1, 0, 0, 1]: mean 0.5, unbiased std sqrt(4 * 0.25 / 3) = 0.57735
-    adv = group_advantages(torch.tensor([[1.0, 0.0, 0.0, 1.0], [2.0, 2.0, 2.0, 2.0]]))
-    expected = 0.5 / (math.sqrt(1 / 3) + 1e-6)
-    assert torch.allclose(adv[0], torch.tensor([expected, -expected, -expected, expected]))
-    assert torch.equal(adv[1], torch.zeros(4))  # all equal: no signal, and no division by zero
-    assert torch.equal(group_advantages(torch.tensor([[3.0], [0.0]])), torch.zeros(2, 1))  # a group of one
-    assert torch.allclose(group_advantages(torch.tensor([[1.0, 0.0, 0.0, 0.0]]), scale_by_std=False),
-                          torch.tensor([[0.75, -0.25, -0.25, -0.25]]))  # Dr.GRPO: centred only
-
-
-def test_policy_loss_clip_higher_by_hand():
-    # ratios 1.5, 0.5, 1.1, 0.7 against advantages +1, -1, +1, +1 (eps_low 0.2, eps_high 0.28)
-    # four one-token sequences
-    old = torch.zeros(4, 1)
-    logprobs = torch.log(torch.tensor([[1.5], [0.5], [1.1], [0.7]]))
-    loss, clipped = policy_loss(logprobs, old, old, torch.tensor([[1.0], [-1.0], [1.0], [1.0]]), 0.2, 0.28, tis_cap=0)
-    # A>0, r=1.5: max(-1.5, -1.28) = -1.28 (clipped above at 1 + eps_high, not 1.2)
-    # A<0, r=0.5: max(0.5, 0.8) = 0.8 (clipped below at 1 - eps_low)
-    # A>0, r=1.1: inside the range; A>0, r=0.7: max(-0.7, -0.8) = -0.7 (pessimistic: no clip)
-    assert torch.allclose(loss.flatten(), torch.tensor([-1.28, 0.8, -1.1, -0.7]))
-    assert clipped.flatten().tolist() == [True, True, False, False]
-
-
-def test_policy_loss_gradient_vanishes_where_clipped():
-    logprobs = torch.log(torch.tensor([[1.5, 1.1]])).requires_grad_()
-    loss, _ = policy_loss(logprobs, torch.zeros(1, 2), torch.zeros(1, 2), torch.tensor([[1.0]]), 0.2, 0.28, 0)
-    loss.sum().backward()
-    assert logprobs.grad[0, 0] == 0  # clipped: no push beyond 1 + eps_high
-    assert torch.isclose(logprobs.grad[0, 1], torch.tensor(-1.1))  # d(-A r)/d log r = -A r
-
-
-def test_truncated_importance_sampling_by_hand():
-    # trainer old logprob vs engine logprob: weights exp(0.1) = 1.105, exp(1.0) = 2.718 -> capped at 2
-    old = torch.tensor([[-1.0, -1.0]])
-    rollout = torch.tensor([[-1.1, -2.0]])
-    loss, _ = policy_loss(old.clone(), old, rollout, torch.tensor([[1.0]]), 0.2, 0.28, tis_cap=2.0)
-    assert torch.allclose(loss, torch.tensor([[-math.exp(0.1), -2.0]]))
-
-
-def test_kl_estimators_by_hand():
-    logprobs, ref = torch.tensor([-1.0, -2.0]), torch.tensor([-1.5, -1.0])
-    log_r = [0.5, -1.0]  # log pi - log pi_ref
-    assert torch.allclose(kl_penalty(logprobs, ref, "k1"), torch.tensor(log_r))
-    assert torch.allclose(kl_penalty(logprobs, ref, "k2"), torch.tensor([x * x / 2 for x in log_r]))
-    assert torch.allclose(kl_penalty(logprobs, ref, "k3"), torch.tensor([math.exp(-x) - 1 + x for x in log_r]))
-    assert (kl_penalty(logprobs, ref, "k3") >= 0).all()  # k3 is never negative (unbiased and low-variance)
-
-
-def test_aggregations_by_hand():
-    loss = torch.tensor([[1.0, 2.0, 3.0], [4.0, 5.0, 6.0]])
-    mask = torch.tensor([[1.0, 1.0, 0.0], [1.0, 1.0, 1.0]])  # lengths 2 and 3
-    assert aggregate(loss, mask, "token-mean", 2, 5, 4).item() == pytest.approx((1 + 2 + 4 + 5 + 6) / 5)
-    assert aggregate(loss, mask, "seq-mean-token-mean", 2, 5, 4).item() == pytest.approx((1.5 + 5) / 2)
-    assert aggregate(loss, mask, "seq-mean-token-sum-norm", 2, 5, 4).item() == pytest.approx((3 / 4 + 15 / 4) / 2)
-
-
-@pytest.mark.parametrize("mode", ["token-mean", "seq-mean-token-mean", "seq-mean-token-sum-norm"])
-def test_aggregation_shares_sum_to_the_batch_loss(mode):
-    # micro-batches on different ranks each contribute a share; their sum must be the whole batch's loss
-    gen = torch.Generator().manual_seed(0)
-    loss, lengths = torch.randn(6, 5, generator=gen), torch.tensor([5, 1, 3, 4, 2, 5])
-    mask = (torch.arange(5)[None] < lengths[:, None]).float()
-    whole = aggregate(loss, mask, mode, 6, int(mask.sum()), 5)
-    shares = sum(aggregate(loss[i:i + 2], mask[i:i + 2], mode, 6, int(mask.sum()), 5) for i in range(0, 6, 2))
-    assert torch.allclose(whole, shares)
+from test_logprobs import random_samples
+from grpo import LossConfig, build_batch
+from train_grpo import Trainer, prompts_of_step, step_quotas, update
 
 
 def test_step_quotas_largest_remainders():
@@ -128,43 +59,6 @@ def test_prompts_of_step_walks_seeded_epochs():
     assert first_epoch != [p for step in range(3) for p in prompts_of_step(pools, quotas, step, seed=1)]
 
 
-def random_samples(shapes, seed=1):
-    gen = torch.Generator().manual_seed(seed)
-    return [Sample("r", torch.randint(0, 500, (p,), generator=gen).tolist(),
-                   torch.randint(0, 500, (n,), generator=gen).tolist(),
-                   (-torch.rand(n, generator=gen)).tolist(), "", "stop") for p, n in shapes]
-
-
-@pytest.mark.parametrize("layout", [padded, packed])
-def test_batch_gathers_each_response_like_the_sequence_alone(layout):
-    # reference: model.token_logprobs on each prompt + response on its own, unpadded
-    model = from_preset("tiny", seed=0)
-    samples = random_samples([(5, 3), (2, 7), (9, 1)])
-    batch = layout(samples, [0, 1, 2], "cpu")
-    with torch.no_grad():
-        batched = response_logprobs(model, batch, temperature=0.7)[0]
-        for b, s in enumerate(samples):
-            seq = torch.tensor([s.prompt_ids + s.response_ids])
-            tgt = torch.tensor([[-100] * (len(s.prompt_ids) - 1) + s.response_ids + [-100]])
-            alone = model.token_logprobs(seq, tgt, temperature=0.7)[0][0, len(s.prompt_ids) - 1:-1]
-            n = len(s.response_ids)
-            assert torch.allclose(batched[b, :n], alone, atol=1e-5)
-            assert batch.mask[b].sum() == n
-            assert torch.equal(batch.rollout_lp[b, :n], torch.tensor(s.logprobs)) and (batch.rollout_lp[b, n:] == 0).all()
-    if layout is packed:  # one row, no padding: every token is a real one
-        assert batch.ids.shape == (1, sum(len(s.prompt_ids) + len(s.response_ids) for s in samples))
-
-
-def test_partition_packs_whole_samples_under_the_budget():
-    lengths = [30, 5, 12, 50, 8, 20, 3]
-    parts = partition(lengths, list(range(7)), micro_batch=2, max_tokens=32)
-    assert sorted(i for p in parts for i in p) == list(range(7))  # every sample once, whole
-    assert [3] in parts  # longer than the budget: a micro-batch of its own
-    assert all(sum(lengths[i] for i in p) <= 32 for p in parts if p != [3])
-    assert parts == [[3], [0], [5, 2], [4, 1, 6]]  # first-fit decreasing by hand: 50 | 30 | 20+12 | 8+5+3
-    assert partition(lengths, list(range(7)), micro_batch=2, max_tokens=0) == [[0, 1], [2, 3], [4, 5], [6]]
-
-
 class GradientRecorder:
     """Stands in for the optimizer: keeps the gradients update() produced."""
 
@@ -179,35 +73,33 @@ class GradientRecorder:
             p.grad = None
 
 
-@pytest.fixture
-def world_of_one():
-    import dist as m2rl_dist
-    import torch.distributed as dist
-    m2rl_dist.init()
-    yield
-    dist.destroy_process_group()
+def cpu_trainer(model, reference, optimizer) -> Trainer:
+    """What update() uses of a trainer, in a world of one on this CPU: no engine, no scorer, no teachers."""
+    return Trainer(model, reference, {}, optimizer, None, None, 0, 1, torch.device("cpu"))
 
 
 @pytest.mark.parametrize("loss_agg", ["token-mean", "seq-mean-token-mean", "seq-mean-token-sum-norm"])
 def test_packed_update_equals_padded(loss_agg, world_of_one, one_thread):
     # reference: the same update with one sample per padded row, the layout verl and TRL train with; TIS, the KL term
     # to a reference model, entropy and clipping all on, on a long-tailed mix of lengths
-    from argparse import Namespace
     from train_grpo import Stats
     model, reference = from_preset("tiny", seed=0), from_preset("tiny", seed=1)
     samples = random_samples([(6, 40), (3, 2), (9, 17), (4, 1), (12, 9), (5, 3), (2, 25)])
     gen = torch.Generator().manual_seed(2)
-    advantages = {i: torch.randn(1, generator=gen).expand(len(s.response_ids)) for i, s in enumerate(samples)}
-    old = {i: torch.tensor(s.logprobs) + 0.3 * torch.randn(len(s.logprobs), generator=gen)
-           for i, s in enumerate(samples)}  # pi_old away from pi: some ratios leave the clip range
+    advantages = [torch.randn(1, generator=gen).item() for _ in samples]
+    old = [torch.tensor(s.logprobs) + 0.3 * torch.randn(len(s.logprobs), generator=gen)
+           for s in samples]  # pi_old away from pi: some ratios leave the clip range
+    config = LossConfig(temperature=0.8, eps_clip=0.2, eps_clip_high=0.28, tis_cap=2.0, kl_coef=0.1, kl_estimator="k3",
+                        entropy_coef=0.01, loss_agg=loss_agg, max_response_len=40, grad_clip=1e9)
     results = []
     for max_tokens in (0, 32):
-        args = Namespace(micro_batch=3, max_tokens_per_micro_batch=max_tokens, temperature=0.8, eps_clip=0.2,
-                         eps_clip_high=0.28, tis_cap=2.0, kl_coef=0.1, kl_estimator="k3", entropy_coef=0.01,
-                         loss_agg=loss_agg, max_response_len=40, grad_clip=1e9)
+        batch = build_batch(samples, advantages, None, 1, 3, max_tokens, "cpu")
+        for mb in batch.micro_batches():
+            mb.old_lp = torch.zeros_like(mb.rollout_lp)
+            for b, i in enumerate(mb.samples):
+                mb.old_lp[b, :len(old[i])] = old[i]
         optimizer, stats = GradientRecorder(model.parameters()), Stats()
-        update(model, reference, optimizer, samples, list(range(len(samples))), advantages, old, args, 1, "cpu",
-               stats)
+        update(cpu_trainer(model, reference, optimizer), batch.minis[0], config, stats)
         results.append((stats.reduce(), optimizer.grads))
     (padded_stats, padded_grads), (packed_stats, packed_grads) = results
     assert 0 < packed_stats["train/clip_fraction"] < 1 and packed_stats["tis/capped_fraction"] > 0
@@ -276,21 +168,19 @@ def test_a_prompt_far_too_long_is_dropped_before_tokenising():
 
 def test_recompute_gives_the_same_update(world_of_one, one_thread):
     # reference: the same update without activation recompute (torch.utils.checkpoint must only trade memory)
-    from argparse import Namespace
     from model import recompute_activations
     from train_grpo import Stats
     samples = random_samples([(6, 20), (3, 9), (9, 4)])
-    advantages = {i: torch.full((len(s.response_ids),), 1.0 - i) for i, s in enumerate(samples)}
-    args = Namespace(micro_batch=2, max_tokens_per_micro_batch=0, temperature=1.0, eps_clip=0.2, eps_clip_high=0.28,
-                     tis_cap=2.0, kl_coef=0.0, kl_estimator="k3", entropy_coef=0.0, loss_agg="token-mean",
-                     max_response_len=20, grad_clip=1e9)
+    batch = build_batch(samples, [1.0 - i for i in range(len(samples))], None, 1, 2, 0, "cpu")
+    config = LossConfig(temperature=1.0, eps_clip=0.2, eps_clip_high=0.28, tis_cap=2.0, kl_coef=0.0, kl_estimator="k3",
+                        entropy_coef=0.0, loss_agg="token-mean", max_response_len=20, grad_clip=1e9)
     grads = []
     for recompute in (False, True):
         model = from_preset("tiny", seed=0)
         if recompute:
             recompute_activations(model)
         optimizer = GradientRecorder(model.parameters())
-        update(model, None, optimizer, samples, [0, 1, 2], advantages, None, args, 1, "cpu", Stats())
+        update(cpu_trainer(model, None, optimizer), batch.minis[0], config, Stats())
         grads.append(optimizer.grads)
     for a, b in zip(*grads):
         assert torch.allclose(a, b, atol=1e-7)
