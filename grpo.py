@@ -1,5 +1,5 @@
 """The GRPO loss and the batch it is computed on: advantages, the clipped policy loss with TIS, loss aggregation (the
-maths in train_grpo.py's docstring; the KL estimators are logprobs.kl_estimate), and `Batch`, a step's samples laid
+maths in docs/grpo.md; the KL estimators are logprobs.kl_estimate), and `Batch`, a step's samples laid
 out once for every forward and backward of the step.
 
 A step's kept samples on one rank become a Batch: mini-batches (one optimizer step each), each a list of

@@ -7,17 +7,9 @@ Reads top-down: config -> data (RL prompts per domain) -> model (FSDP2) + one ro
 step: each rank generates n samples for its share of the step's prompts, scores them with rewards/ in a process
 pool, computes group advantages, updates the policy, and streams the new weights into its engine.
 
-The maths (GRPO, Shao et al. 2024, with the refinements the M2RL paper trains with, as in verl):
-    advantage   A_i = (r_i - mean(r)) / (std(r) + 1e-6) over the n samples of one prompt   (--no-std: Dr.GRPO)
-    ratio       rho_t = pi(y_t) / pi_old(y_t)
-    policy loss l_t = max(-A rho_t, -A clip(rho_t, 1 - eps_low, 1 + eps_high))      eps_high > eps_low: DAPO's
-                                                                                     clip-higher
-    TIS         l_t *= min(pi_old(y_t) / pi_rollout(y_t), cap)   the engine samples from slightly different
-                                                                 numerics than the trainer's (Yao et al. 2025)
-    KL          + beta * k(pi, pi_ref) per token, k1/k2/k3 of Schulman (2020); beta = 0 loads no reference
-    entropy     - alpha * H_t
-and l_t is averaged over the batch by --loss-agg. pi_old is the policy that generated the batch: with one optimizer
-step per batch it equals pi (detached) and costs no extra forward pass.
+The loss (GRPO, Shao et al. 2024, with the refinements the M2RL paper trains with, as in verl: clip-higher, TIS, a
+k1/k2/k3 KL to a reference, an entropy bonus, three loss aggregations), term by term with its flags: docs/grpo.md; in
+code: grpo.py.
 """
 import argparse
 import math
