@@ -164,6 +164,12 @@ def add_engine_flag(parser: argparse.ArgumentParser, role: str):
                              "models want; a real model on GPUs wants vllm (the recipes pass it)")
 
 
+def add_engine_dtype_flag(parser: argparse.ArgumentParser, auto: str):
+    """--engine-dtype, one definition for every script that opens a vLLM engine; `auto` says what auto means there."""
+    parser.add_argument("--engine-dtype", choices=("auto", "bfloat16", "float32"), default="auto",
+                        help=f"vLLM's compute dtype. auto: {auto}")
+
+
 def add_resume_flag(parser: argparse.ArgumentParser):
     parser.add_argument("--allow-changed-args", action="store_true", default=argparse.SUPPRESS,
                         help="resume into an --out whose args.json holds other flags, and record these instead")

@@ -32,7 +32,8 @@ Outputs in --out:
   samples/<model>/<benchmark>.jsonl  one line per sample: id, sample, text, finish_reason, tokens, reward, info
   plots/avg_at_k.png                 bar charts with standard-error bars (and pass_at_<k>.png)
   cache/<model>/<benchmark>/<hash>/  every generated sample, saved after each engine call, in a directory per
-                                     generation settings (<hash>: of the model, its weight files and the sampling).
+                                     generation settings (<hash>: of the model, its weight files, the sampling
+                                     and --engine-dtype where not auto).
                                      A rerun generates only the (prompt, sample) pairs missing there: an interrupted
                                      evaluation resumes, and one with nothing missing re-scores without loading the
                                      model.
@@ -56,8 +57,8 @@ from tqdm import tqdm
 
 import rewards
 from benchmarks import BENCHMARKS, BenchmarkError, load_benchmarks
-from cli import (HelpFormatter, add_config_flag, add_engine_flag, listed, non_negative_float, non_negative_int,
-                 parse_args, positive_int, probability)
+from cli import (HelpFormatter, add_config_flag, add_engine_dtype_flag, add_engine_flag, listed, non_negative_float,
+                 non_negative_int, parse_args, positive_int, probability)
 from curves import save_figure
 from merge import label_pairs
 from files import read_jsonl, write_atomic
@@ -96,6 +97,8 @@ parser.add_argument("--top-p", type=probability, help="default: the protocol's (
 parser.add_argument("--top-k", type=non_negative_int, help="default: the protocol's (SAMPLING; 0: off)")
 parser.add_argument("--max-new-tokens", type=positive_int, help="for every benchmark (default: each benchmark's own)")
 add_engine_flag(parser, "generation")
+add_engine_dtype_flag(parser, "vLLM's own rule, the checkpoint's dtype but bf16 for an fp32 checkpoint; float32 "
+                              "computes as the native engine does (always fp32), so their greedy texts agree")
 parser.add_argument("--gpu-memory-utilization", type=probability, default=0.9,
                     help="vLLM: the share of each GPU its weights and KV cache may take (evaluation has the GPU to "
                          "itself, unlike the trainer's colocated engine)")
@@ -129,7 +132,8 @@ def main(args):
     pass_ks = [int(k) for k in args.pass_k.split(",") if k]
     if any(not 1 <= k <= min(ks.values()) for k in pass_ks):
         raise SystemExit(f"--pass-k {args.pass_k}: each k must be between 1 and every benchmark's K ({ks})")
-    vllm_args = dict(gpu_memory_utilization=args.gpu_memory_utilization, tensor_parallel_size=args.tensor_parallel_size)
+    vllm_args = dict(dtype=args.engine_dtype, gpu_memory_utilization=args.gpu_memory_utilization,
+                     tensor_parallel_size=args.tensor_parallel_size)
     models = {name: Model(where, args.engine, args.batch_size, vllm_args) for name, where in models.items()}
     for name, model in models.items():
         print(f"{name}: chat format {model.tokenizer.chat_format}")
@@ -215,7 +219,10 @@ def evaluate(model: Model, out: Path, name: str, bench: str, loaded, pool, args,
     sampling = SamplingParams(max_new_tokens=args.max_new_tokens or BENCHMARKS[bench].max_new_tokens,
                               temperature=args.temperature, top_p=args.top_p, top_k=args.top_k, seed=args.seed,
                               stop_token_ids=[model.tokenizer.im_end_id, model.tokenizer.pad_id])
-    cache = Cache(out / "cache" / name / bench, {"model": model.where, "weights": model.weights, **vars(sampling)})
+    settings = {"model": model.where, "weights": model.weights, **vars(sampling)}
+    if args.engine_dtype != "auto":  # other numerics, other samples; auto keeps the key its caches had before the flag
+        settings["engine_dtype"] = args.engine_dtype
+    cache = Cache(out / "cache" / name / bench, settings)
     samples = generate(model, bench, records, k, sampling, cache, enable_thinking=not args.no_thinking)
     ordered = [(r, j, samples[r.id, j]) for r in records for j in range(k)]  # (prompt, sample) order
     scores = pool.score([r for r, _, _ in ordered], [s.text for _, _, s in ordered], protocol=args.protocol)

