@@ -28,7 +28,6 @@ import time
 from collections import defaultdict
 from dataclasses import replace
 from pathlib import Path
-from typing import NamedTuple
 
 import torch
 import torch.distributed as dist
@@ -44,6 +43,7 @@ from cli import (HelpFormatter, add_config_flag, add_engine_flag, add_resume_fla
                  model_dir, non_negative_float, non_negative_int, parse_args, positive_float, positive_int, probability)
 from data.blend import BlendError, load_blend, realise
 from data.record import DOMAINS, RecordError, load_records
+from logprobs import kl_estimate, packed, padded, response_logprobs
 from model import DTYPES, CheckpointError, Qwen3Config, SamplingParams, check_vocab, load_model
 from rollout import NativeEngine, open_engine
 from tokenizer import Tokenizer
@@ -364,7 +364,7 @@ def plan(args, config, train_prompts, teacher_dirs, world) -> str:
 
 
 # ---------------------------------------------------------------------------------------------------------------
-# The loss: advantages, the clipped policy loss with TIS, KL estimators, loss aggregation
+# The loss: advantages, the clipped policy loss with TIS, loss aggregation (the KL estimators: logprobs.py)
 
 
 def group_advantages(rewards: torch.Tensor, scale_by_std: bool = True, eps: float = 1e-6) -> torch.Tensor:
@@ -387,17 +387,6 @@ def policy_loss(logprobs, old_logprobs, rollout_logprobs, advantages, eps_low, e
     if tis_cap:
         loss = loss * torch.exp(old_logprobs - rollout_logprobs).clamp(max=tis_cap).detach()
     return loss, clipped > unclipped
-
-
-def kl_penalty(logprobs, ref_logprobs, estimator: str) -> torch.Tensor:
-    """Per-token estimates of KL(pi || pi_ref) from samples of pi (Schulman, "Approximating KL divergence", 2020):
-    k1 = log r, k2 = (log r)^2 / 2, k3 = 1/r - 1 + log r, with log r = log pi - log pi_ref."""
-    log_ratio = logprobs - ref_logprobs
-    if estimator == "k1":
-        return log_ratio
-    if estimator == "k2":
-        return 0.5 * log_ratio**2
-    return torch.exp(-log_ratio) - 1 + log_ratio
 
 
 def aggregate(loss, mask, mode: str, n_seqs: int, n_tokens: int, max_len: int) -> torch.Tensor:
@@ -511,7 +500,8 @@ def update(model, reference, optimizer, samples, chosen, advantages, old, args, 
         return
     for micro, n_micro, batch in micro_batches(samples, chosen, args.micro_batch, args.max_tokens_per_micro_batch,
                                                device):
-        mask, rollout_lp = batch.mask, batch.rollout_lp
+        mask = batch.mask
+        rollout_lp = rows({i: torch.tensor(samples[i].logprobs) for i in micro}, micro, mask)
         logprobs, entropy = response_logprobs(model, batch, args.temperature, with_entropy=True)
         old_lp = logprobs.detach() if old is None or not micro else rows(old, micro, mask)
         adv = rows(advantages, micro, mask)  # zeros on an idle rank
@@ -520,7 +510,7 @@ def update(model, reference, optimizer, samples, chosen, advantages, old, args, 
         if reference is not None:
             with torch.no_grad():
                 ref_lp = response_logprobs(reference, batch, args.temperature)[0]
-            kl = kl_penalty(logprobs, ref_lp, args.kl_estimator)
+            kl = kl_estimate(logprobs, ref_lp, args.kl_estimator)
             loss_tok = loss_tok + args.kl_coef * kl
             stats.add("train/kl", (kl.detach() * mask).sum().item(), mask.sum().item())
         if args.entropy_coef:
@@ -569,14 +559,14 @@ def sequence_logprobs(model, samples, chosen, args, device) -> dict:
 
 
 def micro_batches(samples, chosen, micro_batch: int, max_tokens: int, device):
-    """(micro, n_micro, MicroBatch) for each micro-batch of the chosen samples (see `partition`). Every rank yields
+    """(micro, n_micro, Tokens) for each micro-batch of the chosen samples (see `partition`). Every rank yields
     as many as the busiest one, because each FSDP forward is a collective that must pair up: an idle rank yields
     micro = [] and a one-sample batch whose mask is empty, so its forward/backward adds nothing."""
     parts = partition([len(s.prompt_ids) + len(s.response_ids) for s in samples], chosen, micro_batch, max_tokens)
     n_micro = int(m2rl_dist.all_reduce_max(len(parts)))
     for m in range(n_micro):
         micro = parts[m] if m < len(parts) else []
-        batch = (packed if max_tokens else padded)(samples, micro or chosen[:1] or [0], device)
+        batch = (packed if max_tokens else padded)([samples[i] for i in micro or chosen[:1] or [0]]).to(device)
         yield micro, n_micro, batch if micro else batch._replace(mask=torch.zeros_like(batch.mask))
 
 
@@ -596,72 +586,6 @@ def partition(lengths, chosen, micro_batch: int, max_tokens: int) -> list[list[i
             bins[fits].append(i)
             loads[fits] += lengths[i]
     return bins
-
-
-class MicroBatch(NamedTuple):
-    """Token rows for the forward pass, and each sample's response tokens as one padded (B, R) view of them.
-    ids, targets (rows, L): prompt + response tokens, the next token on response positions and -100 elsewhere;
-    positions (rows, L): restarting at 0 at each packed sample, or None for one sample per row;
-    index (B, R): where response token r of sample b sits in ids.flatten(); mask (B, R): 1 on response tokens;
-    rollout_lp (B, R): the engine's logprobs of them. R is the longest response of the micro-batch."""
-    ids: torch.Tensor
-    positions: torch.Tensor | None
-    targets: torch.Tensor
-    index: torch.Tensor
-    mask: torch.Tensor
-    rollout_lp: torch.Tensor
-
-
-def padded(samples, chosen, device) -> MicroBatch:
-    """One sample per row, right-padded to the longest."""
-    picked = [samples[i] for i in chosen]
-    L = max(len(s.prompt_ids) + len(s.response_ids) for s in picked)
-    ids = torch.zeros(len(picked), L, dtype=torch.long)
-    targets = torch.full((len(picked), L), -100, dtype=torch.long)
-    for b, s in enumerate(picked):
-        P, n = len(s.prompt_ids), len(s.response_ids)
-        ids[b, :P + n] = torch.tensor(s.prompt_ids + s.response_ids)
-        targets[b, P - 1:P - 1 + n] = torch.tensor(s.response_ids)  # position t predicts token t + 1
-    starts = [b * L for b in range(len(picked))]
-    return _responses(picked, starts, ids, None, targets, device)
-
-
-def packed(samples, chosen, device) -> MicroBatch:
-    """The samples end to end in one row, no padding: position ids restart at 0 at each sample, which is how
-    model.py keeps attention inside a sample (a block-diagonal causal mask with SDPA, flash-attn's varlen kernel on
-    CUDA) — the same logprobs as one sample per row (tested)."""
-    picked = [samples[i] for i in chosen]
-    ids, positions, targets, starts = [], [], [], []
-    for s in picked:
-        P, n = len(s.prompt_ids), len(s.response_ids)
-        starts.append(len(ids))
-        ids += s.prompt_ids + s.response_ids
-        positions += range(P + n)
-        targets += [-100] * (P - 1) + s.response_ids + [-100]
-    as_row = lambda x: torch.tensor([x], dtype=torch.long)  # (1, L)
-    return _responses(picked, starts, as_row(ids), as_row(positions), as_row(targets), device)
-
-
-def _responses(picked, starts, ids, positions, targets, device) -> MicroBatch:
-    """The (B, R) view of each sample's response tokens, sample b starting at flat offset starts[b]."""
-    R = max(len(s.response_ids) for s in picked)
-    index, mask, rollout_lp = (torch.zeros(len(picked), R, dtype=torch.long), torch.zeros(len(picked), R),
-                               torch.zeros(len(picked), R))
-    for b, (s, start) in enumerate(zip(picked, starts)):
-        P, n = len(s.prompt_ids), len(s.response_ids)
-        index[b, :n] = torch.arange(start + P - 1, start + P - 1 + n)
-        mask[b, :n] = 1
-        rollout_lp[b, :n] = torch.tensor(s.logprobs)
-    return MicroBatch(*(t.to(device) if t is not None else None
-                        for t in (ids, positions, targets, index, mask, rollout_lp)))
-
-
-def response_logprobs(model, batch: MicroBatch, temperature, with_entropy=False):
-    """Logprobs (and entropies) of the response tokens, (B, R), at the sampling temperature: the distribution the
-    engine sampled from."""
-    logprobs, entropy = model.token_logprobs(batch.ids, batch.targets, batch.positions, temperature=temperature,
-                                             with_entropy=with_entropy)
-    return logprobs.flatten()[batch.index], entropy.flatten()[batch.index] if with_entropy else None
 
 
 # ---------------------------------------------------------------------------------------------------------------
