@@ -15,13 +15,13 @@ import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
-import torch
 from matplotlib.figure import Figure
 from tqdm import tqdm
 
 from analysis.evaluated import average, read_samples
 from curves import save_figure
 from data.record import load_records
+from logprobs import kl_estimate, sample_logprobs
 from model import SamplingParams, load_model
 from report import fmt, heatmap, table
 from rollout import open_engine
@@ -67,8 +67,8 @@ def kl(experts: dict, multi: tuple[str, str], prompts: dict, settings: KLSetting
         cells[label] = {}
         for d in domains:
             cell = kl_estimates(
-                response_logprobs(expert, samples[d], settings.temperature, settings.batch_size, settings.device),
-                response_logprobs(multi_model, samples[d], settings.temperature, settings.batch_size, settings.device))
+                sample_logprobs(expert, samples[d], settings.temperature, settings.batch_size, settings.device),
+                sample_logprobs(multi_model, samples[d], settings.temperature, settings.batch_size, settings.device))
             cell["neighbour"] = cell["kl"] <= settings.threshold
             if accuracy:
                 cell["delta"] = 100 * (accuracy[multi_label][d] - accuracy[label][d])
@@ -88,35 +88,15 @@ def kl(experts: dict, multi: tuple[str, str], prompts: dict, settings: KLSetting
     return report, kl_markdown(report, labels, multi_label, accuracy is not None)
 
 
-@torch.no_grad()
-def response_logprobs(model, samples, temperature: float, batch_size: int, device) -> list[torch.Tensor]:
-    """log π(y_t | x, y_<t) of every response token of every sample under `model`, at `temperature`, fp32 (one
-    tensor per sample). Rows are prompt + response, right-padded; the prompt and the padding are not scored."""
-    out = []
-    for b in range(0, len(samples), batch_size):
-        batch = samples[b:b + batch_size]
-        L = max(len(s.prompt_ids) + len(s.response_ids) for s in batch)
-        ids = torch.zeros(len(batch), L, dtype=torch.long)
-        targets = torch.full((len(batch), L), -100, dtype=torch.long)
-        for i, s in enumerate(batch):
-            P, R = len(s.prompt_ids), len(s.response_ids)
-            ids[i, :P + R] = torch.tensor(s.prompt_ids + s.response_ids)
-            targets[i, P - 1:P + R - 1] = torch.tensor(s.response_ids)  # position t predicts token t + 1
-        logprobs, _ = model.token_logprobs(ids.to(device), targets.to(device), temperature=temperature)  # (B, L)
-        out += [logprobs[i, len(s.prompt_ids) - 1:len(s.prompt_ids) + len(s.response_ids) - 1].cpu()
-                for i, s in enumerate(batch)]
-    return out
-
-
 def kl_estimates(expert_logprobs: list, multi_logprobs: list) -> dict:
     """KL(π_e || π_m) from responses sampled from π_e, given their tokens' logprobs under each (module docstring)."""
     k1 = k3 = 0.0
     tokens = 0
     for e, m in zip(expert_logprobs, multi_logprobs):
-        r = e.double() - m.double()
-        k1 += r.sum().item()
-        k3 += (torch.expm1(-r) + r).sum().item()  # expm1: no cancellation when the two policies nearly agree
-        tokens += len(r)
+        e, m = e.double(), m.double()  # fp64 sums over many tokens of two policies that nearly agree
+        k1 += kl_estimate(e, m, "k1").sum().item()
+        k3 += kl_estimate(e, m, "k3").sum().item()
+        tokens += len(e)
     return {"kl": k3 / tokens, "kl_k1": k1 / tokens, "kl_seq": k3 / len(expert_logprobs),
             "responses": len(expert_logprobs), "tokens": tokens}
 

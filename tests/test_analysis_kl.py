@@ -15,6 +15,7 @@ import torch
 import analyze
 from analysis import kl
 from data.record import load_records
+from logprobs import sample_logprobs
 from model import TINY_DIR, Qwen3Config, SamplingParams, load_model
 from rollout import NativeEngine
 from test_analysis_gains import eval_file
@@ -86,8 +87,8 @@ def test_kl_estimator_equals_full_vocabulary_computation(tmp_path):
     prompts = [(r.id, tok.encode_chat(r.messages, add_generation_prompt=True)) for r in records]
     T = 0.8
     samples = NativeEngine(expert, tok).generate(prompts, 4, SamplingParams(max_new_tokens=24, temperature=T, seed=5))
-    got_e = kl.response_logprobs(expert, samples, T, batch_size=7, device="cpu")  # batches split unevenly
-    got_m = kl.response_logprobs(other, samples, T, batch_size=32, device="cpu")
+    got_e = sample_logprobs(expert, samples, T, batch_size=7, device="cpu")  # batches split unevenly
+    got_m = sample_logprobs(other, samples, T, batch_size=32, device="cpu")
     got = kl.kl_estimates(got_e, got_m)
 
     k1, k3, exact, per_response = [], [], [], []
