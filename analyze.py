@@ -136,8 +136,9 @@ def run_kl(args, out: Path):
     if args.eval:
         benchmarks = per_domain(args.benchmarks, "--benchmarks", domains, lambda d: f"toy_{d}")
         accuracy = kl.eval_accuracy(args.eval, benchmarks, [*experts, multi_label])
-    settings = kl.KLSettings(args.limit, args.samples, args.max_new_tokens, args.temperature, args.threshold,
-                             args.engine, args.batch_size, args.device, args.seed)
+    settings = kl.KLSettings(limit=args.limit, samples=args.samples, max_new_tokens=args.max_new_tokens,
+                             temperature=args.temperature, threshold=args.threshold, engine=args.engine,
+                             batch_size=args.batch_size, device=args.device, seed=args.seed)
     return kl.kl(experts, (multi_label, multi_dir), prompts, settings, out, accuracy)
 
 
@@ -156,8 +157,9 @@ def run_gains(args, out: Path):
 
 
 def run_self_verify(args, out: Path):
-    settings = self_verify.JudgeSettings(args.limit, args.temperature, args.max_new_tokens, args.thinking,
-                                         args.engine, args.batch_size, args.seed)
+    settings = self_verify.JudgeSettings(limit=args.limit, temperature=args.temperature,
+                                         max_new_tokens=args.max_new_tokens, thinking=args.thinking,
+                                         engine=args.engine, batch_size=args.batch_size, seed=args.seed)
     return self_verify.self_verify(label_pairs(args.models, "--models"), args.eval,
                                    listed(args.benchmarks) if args.benchmarks else None, args.sft, args.multi,
                                    settings, out)
