@@ -64,6 +64,7 @@ from merge import label_pairs
 from files import read_jsonl, write_atomic
 from model import (TINY_DIR, CheckpointError, Qwen3Config, SamplingParams, check_vocab, from_preset, preset_config,
                    read_json)
+from report import table as markdown_table
 from rollout import NativeEngine, Sample, open_engine
 from tokenizer import Tokenizer
 
@@ -393,9 +394,7 @@ def grid(title: str, models: list[str], rows: list[tuple]) -> str:
         if value is None:
             return "n/a"
         return f"{100 * value['avg']:.1f}" + (f" ± {100 * value['stderr']:.1f}" if "stderr" in value else "")
-    lines = [f"| {title} | " + " | ".join(models) + " |", "|---" * (len(models) + 1) + "|"]
-    lines += [f"| {label} | " + " | ".join(map(cell, values)) + " |" for label, values in rows]
-    return "\n".join(lines) + "\n"
+    return markdown_table([title, *models], [[label, *map(cell, values)] for label, values in rows])
 
 
 def plot(directory: Path, results: dict, benchmarks: list[str], k: int | dict, pass_ks: list[int]):

@@ -38,6 +38,7 @@ from matplotlib.figure import Figure
 from cli import HelpFormatter
 from curves import save_figure
 from files import read_jsonl, write_atomic
+from report import table as markdown_table
 from rewards import DOMAINS
 
 ROOT = Path(__file__).resolve().parent
@@ -236,15 +237,13 @@ def table(title: str, matrix: dict, models: list[str]) -> str:
     columns = [*BENCHMARKS, "Avg."]
     seeds = len(matrix[models[0]]["Avg."]["seeds"])
     spread = "std over seeds" if seeds > 1 else "standard error over prompts"
-    lines = [f"| {title}, ± {spread} | " + " | ".join(columns) + " |", "|---" * (len(columns) + 1) + "|"]
 
     def cell(c):
         if seeds > 1:
             return f"{c['mean']:.1f} ± {c['std']:.1f}"
         return f"{c['mean']:.1f} ± {c['stderr']:.1f}" if "stderr" in c else f"{c['mean']:.1f}"
-    for m in models:
-        lines.append(f"| {m} | " + " | ".join(cell(matrix[m][c]) for c in columns) + " |")
-    return "\n".join(lines) + "\n"
+    return markdown_table([f"{title}, ± {spread}", *columns], [[m, *(cell(matrix[m][c]) for c in columns)]
+                                                               for m in models])
 
 
 KL_WINDOW = 5
@@ -269,14 +268,13 @@ def opd_recovery(out: Path, seeds: list[str], matrix: dict) -> dict:
 
 
 def opd_table(rows: dict) -> str:
-    lines = [f"| MT-OPD per domain | reverse KL, first {KL_WINDOW} steps | last {KL_WINDOW} | SFT (%) | teacher (%) | "
-             "MT-OPD (%) | share of the teacher's gain |", "|---" * 7 + "|"]
+    body = []
     for d, r in rows.items():
         share = "n/a (teacher <= SFT)" if r["recovered"] is None else f"{100 * r['recovered']:.0f}%"
         first, last = (f"{x:.4f}" if x is not None else "n/a" for x in (r["reverse_kl_first"], r["reverse_kl_last"]))
-        lines.append(f"| {d} | {first} | {last} | {r['sft']:.1f} | "
-                     f"{r['teacher']:.1f} | {r['mt-opd']:.1f} | {share} |")
-    return "\n".join(lines) + "\n"
+        body.append([d, first, last, f"{r['sft']:.1f}", f"{r['teacher']:.1f}", f"{r['mt-opd']:.1f}", share])
+    return markdown_table(["MT-OPD per domain", f"reverse KL, first {KL_WINDOW} steps", f"last {KL_WINDOW}", "SFT (%)",
+                           "teacher (%)", "MT-OPD (%)", "share of the teacher's gain"], body)
 
 
 def compute_cost(stages: dict, seeds: list[str]) -> dict:
@@ -308,12 +306,11 @@ def compute_cost(stages: dict, seeds: list[str]) -> dict:
 
 
 def cost_table(cost: dict) -> str:
-    lines = ["| paradigm | CPU-seconds |", "|---|---|"]
-    lines += [f"| {k} | {v['mean']:.0f} ± {v['std']:.0f} |" for k, v in cost.items() if k != "multi share of separate"]
+    rows = [[k, f"{v['mean']:.0f} ± {v['std']:.0f}"] for k, v in cost.items() if k != "multi share of separate"]
     share = cost["multi share of separate"]
-    lines.append(f"| multi share of separate | {100 * share['mean']:.1f}% ± {100 * share['std']:.1f} "
-                 f"(paper: 33.2% of GPU hours) |")
-    return "\n".join(lines) + "\n"
+    rows.append(["multi share of separate",
+                 f"{100 * share['mean']:.1f}% ± {100 * share['std']:.1f} (paper: 33.2% of GPU hours)"])
+    return markdown_table(["paradigm", "CPU-seconds"], rows)
 
 
 def training_curves(out: Path, seeds: list[str], path: Path):

@@ -60,9 +60,8 @@ import torch
 from tqdm import tqdm
 
 from cli import HelpFormatter, add_config_flag, parse_args as parse_with_config
-from model import (DTYPES, TINY_DIR, CheckpointError, CheckpointReader, check_out_dir, from_preset, save_checkpoint,
-                   save_model)
-from rewards import DOMAINS
+from demo import demo_checkpoints
+from model import DTYPES, CheckpointError, CheckpointReader, check_out_dir, save_checkpoint
 
 METHODS = ("average", "task_arithmetic", "ties", "ties_dare", "ta_dare", "sce")
 # The parameters each method takes and their defaults: M2RL's run.sh calls MergeLM with scaling_coefficient 1.0,
@@ -393,24 +392,6 @@ def merged_tensors(ckpt: Checkpoints, weights, thresholds, args, report):
         yield name, merged.to(DTYPES[args.dtype] if args.dtype else base.dtype)
 
 
-def demo_checkpoints(root: Path, seed: int):
-    """The embedded default: the tiny preset as the base and four seeded perturbations of it as the domain models,
-    each changing a random 10% of the entries by N(0, 1e-3) — a stand-in for the sparse updates of RL."""
-    model = from_preset("tiny", seed)
-    save_model(model, root / "base", source_dir=TINY_DIR)
-    base_state = {name: p.detach().clone() for name, p in model.named_parameters()}
-    dirs = {}
-    for i, label in enumerate(DOMAINS):
-        gen = torch.Generator().manual_seed(seed * 1000 + i + 1)
-        with torch.no_grad():
-            for name, p in model.named_parameters():
-                changed = torch.rand(p.shape, generator=gen) < 0.1
-                p.copy_(base_state[name] + changed * torch.randn(p.shape, generator=gen) * 1e-3)
-        dirs[label] = root / label
-        save_model(model, dirs[label], source_dir=TINY_DIR)
-    return root / "base", dirs
-
-
 def main(argv=None):
     args = parse_args(argv)
     print(json.dumps(vars(args)))
@@ -418,7 +399,7 @@ def main(argv=None):
     check_out_dir(args.out, "merge_report.json", [*([args.base] if args.base else []), *model_dirs.values()])
     with tempfile.TemporaryDirectory() as scratch:
         if args.base is None:
-            base_dir, model_dirs = demo_checkpoints(Path(scratch), args.seed)
+            base_dir, model_dirs = demo_checkpoints(Path(scratch), args.seed, std=1e-3)
         else:
             base_dir = args.base
         ckpt = Checkpoints(base_dir, model_dirs, args.device, check_base=not args.skip_base_check)

@@ -1,10 +1,9 @@
-"""analyze.py on synthetic checkpoints with planted weight shifts, and on hand-written evaluation files.
+"""analysis/weights.py (analyze.py weights) on synthetic checkpoints with planted weight shifts.
 
-References: masks, overlaps and gains computed by hand from the planted index sets and rewards (Python sets, floats);
-the random-mask baseline against a simulation of random masks; cosines against their defining cases (identical 1,
-opposite −1, independent ≈ 0 within a stated bound) and float64 numpy on whole tensors; the KL estimator against
-explicit full-vocabulary log_softmax of our model's logits, and its mean against the exact per-prefix KL from
-torch.distributions; memory by counting the tensors read from checkpoints that are alive at once.
+References: masks and overlaps computed by hand from the planted index sets (Python sets); the random-mask baseline
+against a simulation of random masks; cosines against their defining cases (identical 1, opposite −1, independent ≈ 0
+within a stated bound) and float64 numpy on whole tensors; memory by counting the tensors read from checkpoints that
+are alive at once.
 """
 import json
 import math
@@ -17,13 +16,9 @@ import pytest
 import torch
 
 import analyze
-from data.record import load_records
-from model import (TINY_DIR, CheckpointError, CheckpointReader, Qwen3Config, Qwen3ForCausalLM, SamplingParams,
-                   load_model, save_checkpoint)
-from rollout import NativeEngine
-from tokenizer import Tokenizer
+from analysis import weights
+from model import TINY_DIR, CheckpointError, CheckpointReader, Qwen3Config, Qwen3ForCausalLM, save_checkpoint
 
-ROOT = Path(__file__).resolve().parents[1]
 CFG = Qwen3Config(vocab_size=64, hidden_size=32, intermediate_size=48, num_hidden_layers=2, num_attention_heads=2,
                   num_key_value_heads=1, head_dim=16, tie_word_embeddings=True)
 
@@ -84,7 +79,7 @@ def test_masks_and_jaccard_equal_the_planted_sets(tmp_path):
     report = run_weights(tmp_path, base, {"a": a, "b": b})
 
     for kind in ("q", "down", "other", "all"):
-        names = [n for n in base if kind == "all" or analyze.module_type(n) == kind]
+        names = [n for n in base if kind == "all" or weights.module_type(n) == kind]
         n = sum(base[name].numel() for name in names)
         size_a, size_b = (sum(len(s[name]) for name in names) for s in (set_a, set_b))
         inter = sum(len(set_a[name] & set_b[name]) for name in names)
@@ -95,7 +90,7 @@ def test_masks_and_jaccard_equal_the_planted_sets(tmp_path):
         assert report["jaccard"][kind]["a"]["a"] == 1.0
     name = "model.layers.1.mlp.up_proj.weight"
     assert report["tensors"][name]["density"]["b"] == pytest.approx(len(set_b[name]) / base[name].numel())
-    assert analyze.module_type("model.layers.0.self_attn.q_norm.weight") == "other"
+    assert weights.module_type("model.layers.0.self_attn.q_norm.weight") == "other"
 
 
 def test_random_baseline_formula_equals_simulation():
@@ -110,7 +105,7 @@ def test_random_baseline_formula_equals_simulation():
             for j in range(3):
                 if i != j:
                     simulated[i, j] += (masks[i] & masks[j]).sum() / (masks[i] | masks[j]).sum() / draws
-    formula = analyze.random_jaccard(density)
+    formula = weights.random_jaccard(density)
     off = ~torch.eye(3, dtype=torch.bool)
     # relative spread of one draw's Jaccard is ~1/sqrt(n p_i p_j) <= 7%; over 50 draws, 1%
     torch.testing.assert_close(simulated[off], formula[off], rtol=0.03, atol=0)
@@ -142,7 +137,7 @@ def test_cosines_identical_opposite_independent(tmp_path):
     report = run_weights(tmp_path, base, models)
     for kind, exact in report["cosine"].items():
         projected = report["cosine_projected"][kind]
-        names = [n for n in base if kind == "all" or analyze.module_type(n) == kind]
+        names = [n for n in base if kind == "all" or weights.module_type(n) == kind]
         flat = {m: np.concatenate([(models[m][n].numpy().astype(np.float64) - base[n].numpy()).ravel()
                                    for n in names]) for m in models}
         for a in models:
@@ -153,7 +148,7 @@ def test_cosines_identical_opposite_independent(tmp_path):
             assert cos["same"]["twin"] == pytest.approx(1.0, abs=1e-6)
             assert cos["same"]["opposite"] == pytest.approx(-1.0, abs=1e-6)
         assert abs(exact["same"]["independent"]) <= 4 / math.sqrt(report["entries"][kind])
-        assert abs(projected["same"]["independent"]) <= 4 / math.sqrt(analyze.PROJ_DIM)
+        assert abs(projected["same"]["independent"]) <= 4 / math.sqrt(weights.PROJ_DIM)
         assert abs(projected["same"]["partial"] - exact["same"]["partial"]) <= 0.25
     assert report["cosine"]["all"]["same"]["partial"] == pytest.approx(0.6, abs=0.02)
 
@@ -165,7 +160,7 @@ def test_chunking_changes_no_exact_number(tmp_path, monkeypatch):
     base = base_state()
     models = cosine_models(base)
     whole = run_weights(tmp_path / "whole", base, models)
-    monkeypatch.setattr(analyze, "CHUNK", 100)
+    monkeypatch.setattr(weights, "CHUNK", 100)
     chunked = run_weights(tmp_path / "chunked", base, models)
     for key in ("entries", "density", "jaccard", "jaccard_random"):
         assert chunked[key] == whole[key]
@@ -201,13 +196,13 @@ def test_overlap_cosine_is_the_cosine_on_the_jointly_changed_entries(tmp_path):
         return u[joint] @ v[joint] / np.linalg.norm(u[joint]) / np.linalg.norm(v[joint])
 
     for kind in ("q", "down", "all"):
-        names = [n for n in base if kind == "all" or analyze.module_type(n) == kind]
+        names = [n for n in base if kind == "all" or weights.module_type(n) == kind]
         for a, b in (("a", "b"), ("a", "c"), ("b", "c")):
             assert report["cosine_overlap"][kind][a][b] == pytest.approx(reference(names, a, b), abs=1e-9)
     assert report["cosine_overlap"]["all"]["a"]["b"] == pytest.approx(1.0, abs=1e-6)
     assert report["cosine"]["all"]["a"]["b"] == pytest.approx(0.5, abs=0.05)  # what the all-entries cosine says
     assert report["cosine_overlap"]["all"]["a"]["c"] == pytest.approx(-1.0, abs=1e-6)
-    groups = [[n for n in base if analyze.module_type(n) in kinds] for kinds in analyze.FIG3_GROUPS.values()]
+    groups = [[n for n in base if weights.module_type(n) in kinds] for kinds in weights.FIG3_GROUPS.values()]
     assert report["cosine_overlap_fig3"]["a"]["c"] == pytest.approx(np.mean([reference(g, "a", "c") for g in groups]))
     summary = (tmp_path / "out" / "summary.md").read_text()
     assert "Fig. 3" in summary and "| a / b |" in summary
@@ -232,7 +227,7 @@ def test_four_checkpoints_hold_one_tensor_each_at_most(tmp_path, monkeypatch):
         return tensor
 
     monkeypatch.setattr(CheckpointReader, "get", counting_get)
-    monkeypatch.setattr(analyze, "CHUNK", 100)
+    monkeypatch.setattr(weights, "CHUNK", 100)
     run_weights(tmp_path, base, models)
     assert peak[0] == 5 and alive[0] == 0
     assert len(reads) == len(set(reads)) == 5 * len(base)
@@ -264,160 +259,3 @@ def test_mismatched_checkpoints_are_refused(tmp_path):
     short = write(tmp_path, "short", {k: v for k, v in base.items() if k != "model.norm.weight"})
     with pytest.raises(CheckpointError, match=r"--models short=.*'model.norm.weight' of the base .* is missing"):
         analyze.main(["weights", f"--base={tmp_path / 'sft'}", "--models", short, f"--out={tmp_path / 'out'}"])
-
-
-# -----------------------------------------------------------------------------
-# KL(expert || multi)
-
-# vocab 512 for the tiny tokenizer; large weights so that the next-token distributions are far from uniform
-KL_CFG = Qwen3Config(vocab_size=512, hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=2,
-                     num_key_value_heads=1, head_dim=32, tie_word_embeddings=True, bos_token_id=507, eos_token_id=509)
-
-
-def kl_models(root: Path):
-    base = base_state(KL_CFG, seed=3, scale=10.0)
-    other = {k: v + torch.randn(v.shape, generator=gen(f"kl/{k}")) * 0.01 for k, v in base.items()}
-    return write(root, "expert", base, KL_CFG), write(root, "other", other, KL_CFG)
-
-
-def eval_file(path: Path, rewards: dict, **extra):
-    """evaluate.py's per-sample JSONL: {item id: [reward of each sample]}, plus fields a newer writer may add."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("".join(json.dumps({"id": i, "sample": j, "text": "...", "finish_reason": "stop", "tokens": 3,
-                                        "reward": r, "info": {}, **extra}) + "\n"
-                            for i, rs in rewards.items() for j, r in enumerate(rs)))
-
-
-def test_kl_of_a_model_with_itself_is_zero_and_deltas_by_hand(tmp_path, monkeypatch):
-    """KL(model || itself) is exactly 0 (k1 and k3); another model gives KL > 0; the responses are sampled from the
-    experts (the engines opened), never from the multi-task model. Δ = Avg(multi) − Avg(expert) from hand-written
-    evaluation files."""
-    expert, other = kl_models(tmp_path)
-    opened = []
-    open_engine = analyze.open_engine
-
-    def recording(path, *args):
-        opened.append(Path(path).name)
-        return open_engine(path, *args)
-
-    monkeypatch.setattr(analyze, "open_engine", recording)
-    ev = tmp_path / "eval" / "samples"
-    eval_file(ev / "expert" / "toy_math.jsonl", {"p1": [1, 0], "p2": [0, 0]})  # Avg 0.25
-    eval_file(ev / "other" / "toy_math.jsonl", {"p1": [1, 1], "p2": [1, 0]})  # 0.75
-    eval_file(ev / "multi" / "toy_math.jsonl", {"p1": [1, 1], "p2": [0, 0]})  # 0.5
-    for m, r in (("expert", 0.0), ("other", 1.0), ("multi", 0.5)):
-        eval_file(ev / m / "toy_if.jsonl", {"q": [r]})
-    out = tmp_path / "out"
-    analyze.main(["kl", "--experts", expert, other, f"--multi=multi={tmp_path / 'expert'}", "--domains=math,if",
-                  "--limit=2", "--samples=2", "--max-new-tokens=8", "--engine=native", "--threshold=1e-9",
-                  f"--eval={tmp_path / 'eval'}", f"--out={out}"])
-    report = json.loads((out / "kl.json").read_text())
-    assert opened == ["expert", "other"]
-    for d in ("math", "if"):
-        cell = report["cells"]["expert"][d]
-        assert cell["kl"] == 0.0 and cell["kl_k1"] == 0.0 and cell["kl_seq"] == 0.0 and cell["neighbour"]
-        assert cell["responses"] == 4 and cell["tokens"] > 0
-        assert report["cells"]["other"][d]["kl"] > 0 and not report["cells"]["other"][d]["neighbour"]
-    assert report["cells"]["expert"]["math"]["delta"] == pytest.approx(25.0)
-    assert report["cells"]["other"]["math"]["delta"] == pytest.approx(-25.0)
-    assert report["cells"]["other"]["if"]["delta"] == pytest.approx(-50.0)
-    assert report["neighbourhood"]["within"] == 2 and report["neighbourhood"]["mean_delta_within"] == pytest.approx(
-        (25.0 + 50.0) / 2)
-    assert (out / "plots" / "kl.png").stat().st_size > 0 and "KL(expert || multi)" in (out / "summary.md").read_text()
-
-
-def test_kl_estimator_equals_full_vocabulary_computation(tmp_path):
-    """Reference 1: each response token's logprob from explicit log_softmax(logits / T) over the whole vocabulary, and
-    k1, k3 from their formulas in float64 numpy. Reference 2: the exact KL(π_e || π_m) at every sampled prefix from
-    torch.distributions; the k3 mean must lie within 4 standard errors of its mean (k3 − KL are martingale
-    differences: uncorrelated, so the standard error is their standard deviation / √tokens)."""
-    expert_spec, other_spec = kl_models(tmp_path)
-    expert, other = load_model(tmp_path / "expert").eval(), load_model(tmp_path / "other").eval()
-    tok = Tokenizer.from_dir(TINY_DIR)
-    records = load_records(ROOT / "data" / "toy" / "eval" / "math.jsonl")[:8]
-    prompts = [(r.id, tok.encode_chat(r.messages, add_generation_prompt=True)) for r in records]
-    T = 0.8
-    samples = NativeEngine(expert, tok).generate(prompts, 4, SamplingParams(max_new_tokens=24, temperature=T, seed=5))
-    got_e = analyze.response_logprobs(expert, samples, T, batch_size=7, device="cpu")  # batches split unevenly
-    got_m = analyze.response_logprobs(other, samples, T, batch_size=32, device="cpu")
-    got = analyze.kl_estimates(got_e, got_m)
-
-    k1, k3, exact, per_response = [], [], [], []
-    with torch.no_grad():
-        for s, lp_e, lp_m in zip(samples, got_e, got_m):
-            ids = torch.tensor([s.prompt_ids + s.response_ids])
-            P, R = len(s.prompt_ids), len(s.response_ids)
-            full = [torch.log_softmax(m.logits(m(ids))[0, P - 1:P + R - 1].double() / T, -1) for m in (expert, other)]
-            target = torch.tensor(s.response_ids)[:, None]
-            ref_e, ref_m = (f.gather(1, target)[:, 0] for f in full)
-            torch.testing.assert_close(lp_e.double(), ref_e, atol=2e-5, rtol=0)
-            torch.testing.assert_close(lp_m.double(), ref_m, atol=2e-5, rtol=0)
-            r = (ref_e - ref_m).numpy()
-            k1 += list(r)
-            k3 += list(np.exp(-r) - 1 + r)
-            per_response.append(np.sum(np.exp(-r) - 1 + r))
-            exact += torch.distributions.kl_divergence(torch.distributions.Categorical(logits=full[0]),
-                                                       torch.distributions.Categorical(logits=full[1])).tolist()
-    assert got["tokens"] == len(k3) and got["responses"] == len(samples)
-    assert got["kl"] == pytest.approx(np.mean(k3), rel=1e-3)
-    assert got["kl_k1"] == pytest.approx(np.mean(k1), rel=1e-3, abs=1e-5)
-    assert got["kl_seq"] == pytest.approx(np.mean(per_response), rel=1e-3)
-    diff = np.array(k3) - np.array(exact)
-    assert np.mean(exact) > 0.05  # the models differ: a real test of the estimator, not of zeros
-    assert abs(np.mean(diff)) <= 4 * np.std(diff) / math.sqrt(len(diff))
-
-
-# -----------------------------------------------------------------------------
-# Gain consistency from evaluate.py's per-sample JSONL
-
-
-def test_gain_consistency_by_hand(tmp_path):
-    """Per item acc = mean reward; gain = max(acc − acc_sft, 0); union = max over the experts; cosine by hand."""
-    ev = tmp_path / "eval" / "samples"
-    acc = {  # two benchmarks, K = 2: accuracies 0, 0.5, 1
-        "sft":   {"b1": {"i1": [0, 0], "i2": [1, 0], "i3": [1, 1]}, "b2": {"j1": [0, 0]}},
-        "math":  {"b1": {"i1": [1, 1], "i2": [1, 0], "i3": [0, 0]}, "b2": {"j1": [0, 0]}},  # gains 1, 0, 0 | 0
-        "code":  {"b1": {"i1": [1, 0], "i2": [1, 1], "i3": [1, 1]}, "b2": {"j1": [1, 0]}},  # .5, .5, 0 | .5
-        "multi": {"b1": {"i1": [1, 1], "i2": [1, 1], "i3": [1, 1]}, "b2": {"j1": [1, 0]}},  # 1, .5, 0 | .5 = union
-        "ties":  {"b1": {"i1": [0, 0], "i2": [1, 1], "i3": [0, 0]}, "b2": {"j1": [1, 1]}},  # 0, .5, 0 | 1
-    }
-    for model, benches in acc.items():
-        for bench, rewards in benches.items():
-            eval_file(ev / model / f"{bench}.jsonl", rewards, added_by_a_newer_evaluate={"x": 1})
-    analyze.main(["gains", f"--eval={tmp_path / 'eval'}", "--sft=sft", "--experts", "math", "code",
-                  "--combined", "multi", "ties", f"--out={tmp_path / 'out'}"])
-    report = json.loads((tmp_path / "out" / "gains.json").read_text())
-    # union = (1, .5, 0 | .5); ties = (0, .5, 0 | 1)
-    assert report["benchmarks"] == ["b1", "b2"]
-    assert report["consistency"]["multi"] == pytest.approx({"b1": 1.0, "b2": 1.0, "all": 1.0})
-    assert report["consistency"]["ties"]["b1"] == pytest.approx(0.25 / (math.sqrt(1.25) * 0.5))
-    assert report["consistency"]["ties"]["b2"] == pytest.approx(1.0)
-    assert report["consistency"]["ties"]["all"] == pytest.approx((0.25 + 0.5) / (math.sqrt(1.5) * math.sqrt(1.25)))
-    assert report["gained_items"]["union"] == {"b1": 2, "b2": 1, "all": 3}
-    assert report["accuracy"]["code"]["b1"] == pytest.approx((0.5 + 1 + 1) / 3)
-    assert (tmp_path / "out" / "plots" / "gains.png").exists()
-    for names in (["b2", "b1"], ["b2,b1"]):  # --benchmarks by space or comma, in the order given
-        analyze.main(["gains", f"--eval={tmp_path / 'eval'}", "--sft=sft", "--experts", "math", "code",
-                      "--combined", "ties", "--benchmarks", *names, f"--out={tmp_path / 'picked'}"])
-        picked = json.loads((tmp_path / "picked" / "gains.json").read_text())
-        assert picked["benchmarks"] == ["b2", "b1"] and picked["consistency"]["ties"]["b2"] == pytest.approx(1.0)
-
-
-def test_sample_reader_names_file_line_and_key(tmp_path):
-    ev = tmp_path / "eval" / "samples"
-    eval_file(ev / "sft" / "b.jsonl", {"i1": [1.0], "i2": [0.0]})
-    bad = ev / "math" / "b.jsonl"
-    eval_file(bad, {"i1": [1.0], "i2": [0.0]})
-    lines = bad.read_text().splitlines()
-    bad.write_text(lines[0] + "\n" + json.dumps({"id": "i2", "sample": 0, "text": "no reward"}) + "\n")
-    argv = ["gains", f"--eval={tmp_path / 'eval'}", "--experts", "math", "--combined", "math",
-            f"--out={tmp_path / 'out'}"]
-    with pytest.raises(SystemExit, match=r"math/b.jsonl:2: key 'reward' missing"):
-        analyze.main(argv)
-    bad.write_text(lines[0] + "\n" + json.dumps({"id": "i2", "sample": 0, "reward": "1"}) + "\n")
-    with pytest.raises(SystemExit, match=r"math/b.jsonl:2: key 'reward' is '1'"):
-        analyze.main(argv)
-    bad.write_text(lines[0] + "\n")
-    with pytest.raises(SystemExit, match=r"math/b.jsonl: its items differ from the SFT model's \(1 missing, e.g. "
-                                         r"\['i2'\]"):
-        analyze.main(argv)

@@ -1,4 +1,4 @@
-"""analyze.py self-verify: each model judges its own responses, outcome vs process.
+"""analysis/self_verify.py (analyze.py self-verify): each model judges its own responses, outcome vs process.
 
 References: the metrics against counts worked out by hand (a mixed set, an all-correct and an all-wrong set, a judge
 that always says "incorrect", no responses) and the Agresti-Coull formula written out; the verdict parser against
@@ -14,6 +14,7 @@ import pytest
 
 import analyze
 import evaluate
+from analysis import self_verify
 from model import TINY_DIR, from_preset, save_model
 from rollout import Sample
 from tokenizer import Tokenizer
@@ -35,7 +36,7 @@ def agresti_coull_variance(hits: int, total: int) -> float:
 def test_metrics_on_a_mixed_set_by_hand():
     # 3 correct responses: judged correct, incorrect, unparsable -> recall 1/3; 2 wrong: judged incorrect, correct
     # -> recall 1/2. Hits 2 of 5; balanced (1/3 + 1/2) / 2 = 5/12; one unparsable of 5.
-    m = analyze.judging_metrics([True, True, True, False, False], [True, False, None, False, True])
+    m = self_verify.judging_metrics([True, True, True, False, False], [True, False, None, False, True])
     assert m["confusion"] == {"correct": {"correct": 1, "incorrect": 1, "unparsable": 1},
                               "incorrect": {"correct": 1, "incorrect": 1, "unparsable": 0}}
     assert m["responses"] == 5 and m["classes"] == ["correct", "incorrect"]
@@ -48,24 +49,24 @@ def test_metrics_on_a_mixed_set_by_hand():
 
 def test_a_constant_judge_is_accurate_on_skewed_sets_but_not_balanced():
     # 9 of 10 responses wrong, the judge always says "incorrect": 90% accurate, 50% balanced (chance)
-    m = analyze.judging_metrics([True] + [False] * 9, [False] * 10)
+    m = self_verify.judging_metrics([True] + [False] * 9, [False] * 10)
     assert math.isclose(m["accuracy"], 0.9) and m["balanced_accuracy"] == 0.5
     assert m["recall_correct"] == 0.0 and m["recall_incorrect"] == 1.0
 
 
 def test_all_correct_and_all_wrong_sets_use_the_present_class_alone():
     # all correct, 2 of 4 judged so: balanced = recall on the correct ones = 1/2; no division by the empty class
-    m = analyze.judging_metrics([True] * 4, [True, True, False, None])
+    m = self_verify.judging_metrics([True] * 4, [True, True, False, None])
     assert m["classes"] == ["correct"] and m["recall_incorrect"] is None
     assert m["balanced_accuracy"] == 0.5 and m["accuracy"] == 0.5 and m["unparsable_rate"] == 0.25
     assert math.isclose(m["balanced_stderr"], math.sqrt(agresti_coull_variance(2, 4)))
     # all wrong, every one judged correct: 0 accurate, 0 balanced, and the standard error is still not 0
-    m = analyze.judging_metrics([False] * 3, [True] * 3)
+    m = self_verify.judging_metrics([False] * 3, [True] * 3)
     assert m["classes"] == ["incorrect"] and m["recall_correct"] is None
     assert m["accuracy"] == 0.0 and m["balanced_accuracy"] == 0.0
     assert math.isclose(m["balanced_stderr"], math.sqrt(agresti_coull_variance(0, 3))) and m["balanced_stderr"] > 0
     # no responses at all: every rate is None
-    m = analyze.judging_metrics([], [])
+    m = self_verify.judging_metrics([], [])
     assert m["responses"] == 0 and m["classes"] == []
     assert all(m[k] is None for k in ("accuracy", "balanced_accuracy", "balanced_stderr", "unparsable_rate"))
 
@@ -105,7 +106,7 @@ VERDICT_TABLE = [
 
 @pytest.mark.parametrize("reply, verdict", VERDICT_TABLE)
 def test_parse_verdict(reply, verdict):
-    assert analyze.parse_verdict(reply) is verdict
+    assert self_verify.parse_verdict(reply) is verdict
 
 
 def test_the_verdict_table_covers_both_verdicts_and_unparsable():
@@ -120,13 +121,13 @@ def test_the_verdict_table_covers_both_verdicts_and_unparsable():
 def test_outcome_shows_the_final_answer_and_process_the_reasoning_too():
     problem = "Compute {x} + 1 where x = 2."  # braces in a problem stay as written
     response = "<think>\nx is 2, so 2+1=3.\n</think>\n\nA: \\boxed{3}"
-    outcome, process = (analyze.judge_prompt(mode, problem, response) for mode in analyze.MODES)
+    outcome, process = (self_verify.judge_prompt(mode, problem, response) for mode in self_verify.MODES)
     for prompt in (outcome, process):
         assert problem in prompt and "A: \\boxed{3}" in prompt and "<think>" not in prompt and "</think>" not in prompt
         assert prompt.endswith("exactly \\boxed{correct} or \\boxed{incorrect}.")
     assert "2+1=3" not in outcome and "## Reasoning\nx is 2, so 2+1=3.\n\n## Final answer\nA: \\boxed{3}" in process
     # no think block: the whole response is the final answer (as rewards/ grades it), and the reasoning is none
-    assert "## Reasoning\n(none)\n\n## Final answer\n42" in analyze.judge_prompt("process", problem, "42")
+    assert "## Reasoning\n(none)\n\n## Final answer\n42" in self_verify.judge_prompt("process", problem, "42")
 
 
 def mean_cell(balanced, stderr):
@@ -138,7 +139,7 @@ def test_claims_by_hand():
                "if": {"outcome": mean_cell(0.70, 0.02), "process": mean_cell(0.50, 0.02)},  # Δ +10 > 2 se = 5.7
                "math": {"outcome": mean_cell(0.60, 0.02), "process": mean_cell(0.63, 0.02)},  # Δ +3 < 5.7: noise
                "rl-multi": {"outcome": mean_cell(0.70, 0.02), "process": mean_cell(0.50, 0.02)}}  # −10 in process
-    claims = {c["model"]: c for c in analyze.check_claims(average, "sft", "rl-multi")}
+    claims = {c["model"]: c for c in self_verify.check_claims(average, "sft", "rl-multi")}
     assert claims["if"]["verdict"] == "holds"
     assert math.isclose(claims["if"]["deltas"]["outcome"]["delta"], 0.10)
     assert math.isclose(claims["if"]["deltas"]["outcome"]["stderr"], math.sqrt(2) * 0.02)
@@ -147,12 +148,12 @@ def test_claims_by_hand():
     assert claims["rl-multi"]["verdict"] == "contradicted" and set(claims["rl-multi"]["deltas"]) == {"outcome",
                                                                                                    "process"}
     # with no SFT model judged, nothing can be checked
-    assert {c["verdict"] for c in analyze.check_claims(average, "base", "rl-multi")} == {"not evaluated"}
+    assert {c["verdict"] for c in self_verify.check_claims(average, "base", "rl-multi")} == {"not evaluated"}
 
 
 def test_mean_over_benchmarks_skips_those_without_a_number():
     cells = [mean_cell(0.5, 0.03), mean_cell(0.9, 0.04), mean_cell(None, None)]
-    m = analyze.mean_over_benchmarks(cells)
+    m = self_verify.mean_over_benchmarks(cells)
     assert math.isclose(m["balanced_accuracy"], 0.7) and math.isclose(m["balanced_stderr"], 0.025)
     assert m["benchmarks"] == 2
 
@@ -203,7 +204,7 @@ def test_scripted_judge_gives_the_metrics_known_in_advance(tmp_path, monkeypatch
             for i, item in enumerate(rewards) for j, r in enumerate(item)]
     evaluation_by_hand(tmp_path / "eval", "judge", "toy_math", rows)
     judge = ScriptedJudge()
-    monkeypatch.setattr(analyze, "open_engine", lambda path, kind, batch_size: judge)
+    monkeypatch.setattr(self_verify, "open_engine", lambda path, kind, batch_size: judge)
     analyze.main(["self-verify", f"--eval={tmp_path / 'eval'}", f"--models=judge={TINY_DIR}", "--limit=4",
                   "--batch-size=3", f"--out={tmp_path / 'out'}"])
 
@@ -224,7 +225,7 @@ def test_scripted_judge_gives_the_metrics_known_in_advance(tmp_path, monkeypatch
 
     judged = [json.loads(line) for line in (tmp_path / "out/self-verify/judge/toy_math.jsonl").read_text().splitlines()]
     assert [(j["mode"], j["id"][-1], j["sample"]) for j in judged] == [
-        (mode, str(i), j) for mode in analyze.MODES for i in range(4) for j in range(2)]
+        (mode, str(i), j) for mode in self_verify.MODES for i in range(4) for j in range(2)]
     expected = {("process", 0.0): "incorrect", ("process", 1.0): "correct", ("outcome", 0.0): "correct",
                 ("outcome", 1.0): "correct"}
     for j in judged:
@@ -268,15 +269,15 @@ def test_end_to_end_two_tiny_checkpoints(tmp_path):
                        .splitlines()]
             judged = [json.loads(line) for line in (out / f"self-verify/{m}/{bench}.jsonl").read_text().splitlines()]
             assert len(judged) == 2 * len(samples) == 8
-            for mode in analyze.MODES:
+            for mode in self_verify.MODES:
                 rows = [j for j in judged if j["mode"] == mode]
                 assert [(j["id"], j["sample"], j["reward"]) for j in rows] == [
                     (s["id"], s["sample"], s["reward"]) for s in samples]
-                verdicts = [analyze.parse_verdict(j["judge"]) for j in rows]  # the verdicts recorded are re-parsed
+                verdicts = [self_verify.parse_verdict(j["judge"]) for j in rows]  # the verdicts recorded are re-parsed
                 assert [j["verdict"] for j in rows] == [None if v is None else "correct" if v else "incorrect"
                                                         for v in verdicts]
                 assert all(j["tokens"] <= 12 for j in rows)
-                assert report["cells"][m][bench][mode] == analyze.judging_metrics(
+                assert report["cells"][m][bench][mode] == self_verify.judging_metrics(
                     [s["reward"] == 1.0 for s in samples], verdicts)
     assert [c["model"] for c in report["claims"]] == ["if", "math", "code", "b"]
     assert report["claims"][-1]["verdict"] != "not evaluated"  # b against a, in both modes

@@ -1,0 +1,1 @@
+"""The mechanism analyses of analyze.py, one module each: weights, kl, gains, self_verify."""
