@@ -122,7 +122,7 @@ class ScorePool:
         self.context = multiprocessing.get_context("forkserver")
         # Workers, and those that replace them, fork from a server that already imported the verifiers (math-verify
         # and sympy take seconds, which would count against an item's limit) and built math-verify's parser tables.
-        self.context.set_forkserver_preload([f"{__name__}.{name}" for name in MODULES.values()])
+        self.context.set_forkserver_preload([f"{__name__}.preload"])
         self.timeout_s = timeout_s
         remove_stale_scratch()
         self.workers = [self.start_worker() for _ in range(workers or os.cpu_count())]

@@ -149,10 +149,7 @@ def as_latex(answer: str) -> str:
 def warm_up() -> None:
     """Parse and compare a few answers of common shapes: math-verify's LaTeX parser (antlr) builds its prediction
     tables on first use, shape by shape, which costs a fresh process 0.3-1.5 s on each of its first items. Done once
-    here, at import, in the scoring pool's preloaded server, every worker forked from it starts with them built."""
+    in the scoring pool's forkserver (rewards/preload.py), every worker forked from it starts with them built."""
     for gold, response in (("\\frac{1}{2}", "\\boxed{0.5}"), ("2+3x", "\\boxed{3x + 2}"), ("[1, 2)", "\\boxed{[1,2)}"),
                            ("\\sqrt{2}", "Answer: 42")):
         verify(response, {"answer": gold})
-
-
-warm_up()
