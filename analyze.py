@@ -78,11 +78,11 @@ from matplotlib.figure import Figure
 from tqdm import tqdm
 
 from benchmarks import fill
-from cli import HelpFormatter, add_engine_flag, listed, non_negative_float, positive_int
+from checkpoints import Checkpoints, on_base_precision
+from cli import HelpFormatter, add_engine_flag, label_pairs, listed, non_negative_float, positive_int
 from curves import save_figure
 from data.record import DOMAINS, load_records
 from evaluate import load_benchmarks
-from merge import Checkpoints, label_pairs, on_base_precision
 from model import TINY_DIR, SamplingParams, from_preset, load_model, save_model, write_atomic
 from rollout import open_engine
 from tokenizer import Tokenizer, split_reasoning

@@ -41,13 +41,13 @@ import rewards
 import tracking
 from benchmarks import BENCHMARKS
 from cli import (HelpFormatter, add_config_flag, add_engine_flag, add_resume_flag, check_resumed_args, existing_file,
-                 model_dir, non_negative_float, non_negative_int, parse_args, positive_float, positive_int, probability)
+                 label_pairs, model_dir, non_negative_float, non_negative_int, parse_args, positive_float, positive_int,
+                 probability)
 from data.blend import BlendError, load_blend, realise
 from data.record import DOMAINS, RecordError, load_records
 from model import DTYPES, CheckpointError, Qwen3Config, SamplingParams, check_vocab, load_model
 from rollout import NativeEngine, open_engine
 from tokenizer import Tokenizer
-from merge import label_pairs
 from train_sft import Metrics, adamw, stream_indices
 
 ROOT = Path(__file__).resolve().parent
