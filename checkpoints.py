@@ -5,7 +5,9 @@ Inputs in different float dtypes (a bf16 Hugging Face base, our fp32 RL outputs)
 coarser dtype than the base (bf16 beside an fp32 base) is read with the base's rounding residual θ_b − round(θ_b) added
 back, so an entry it did not move reads as θ_b exactly, and rounding never counts as a task vector (on_base_precision).
 """
+import json
 import math
+import os
 
 import torch
 
@@ -37,6 +39,7 @@ class Checkpoints:
         self.names = [n for n in self.base.names() if not (tied and n == "lm_head.weight")]
         base_headers = tensor_headers(self.base)
         self.shapes = {name: base_headers[name][0] for name in self.names}
+        self.locations = [data_locations(self.base)]
         self.numel = {name: math.prod(shape) for name, shape in self.shapes.items()}
         for label, reader in self.models.items():
             where = f"--models {label}={reader.path}"
@@ -60,17 +63,45 @@ class Checkpoints:
             if extra:
                 raise CheckpointError(f"{where}: tensor {extra[0]!r} is not in the base {self.base.path} "
                                       f"({len(extra)} extra tensor(s)); every model must share the base's architecture")
+            self.locations.append(data_locations(reader))
+        self.raw = [torch.empty(0, dtype=torch.uint8) for _ in self.locations]  # reused by every read: see read
+        self.thetas = torch.empty(0, device=device)
 
     def read(self, name, rows: slice = slice(None)):
         """The base tensor as stored, and the N models' tensors stacked as fp32 (N, *shape), each read against the
-        base at the base's precision; `rows` reads only those rows of dim 0 (safetensors then reads just their
-        bytes). Checks that each model's weight matrix points the base's way, on the first block of rows read: a
-        model of another base is uncorrelated with it on any rows."""
-        base = self.base.get(name, self.device, rows)
-        thetas = torch.empty((len(self.models), *base.shape), dtype=torch.float32, device=self.device)
-        for i, reader in enumerate(self.models.values()):
-            thetas[i] = on_base_precision(reader.get(name, self.device, rows), base)  # the arithmetic is fp32
-        if self.check_base and base.dim() == 2 and not rows.start:
+        base at the base's precision; `rows` reads only those rows of dim 0. Checks that each model's weight matrix
+        points the base's way, on the first block of rows read: a model of another base is uncorrelated with it on
+        any rows. Both live in buffers that the next read reuses: a merge reads ~5 GB in blocks of a few MB, and
+        fresh buffers would page-fault in every block (glibc returns allocations above 32 MB to the kernel on free).
+
+        The bytes come from the page cache by one pread per input into those buffers, the least a read can copy:
+        safe_open per block would parse the header and map the file each time, and a map kept open would count
+        every page read so far in this process's resident memory."""
+        start, stop, _ = rows.indices(self.shapes[name][0])
+        shape = (stop - start, *self.shapes[name][1:])
+        row_entries = math.prod(shape[1:])
+        stored = []
+        for i, locations in enumerate(self.locations):
+            file, offset, dtype = locations[name]
+            nbytes = math.prod(shape) * dtype.itemsize
+            if self.raw[i].numel() < nbytes:
+                self.raw[i] = torch.empty(nbytes, dtype=torch.uint8)
+            with open(file, "rb", buffering=0) as f:
+                got = os.preadv(f.fileno(), [self.raw[i][:nbytes].numpy()], offset + start * row_entries * dtype.itemsize)
+            if got != nbytes:
+                raise CheckpointError(f"{file}: tensor {name!r} is cut short ({got} of {nbytes} bytes read)")
+            stored.append(self.raw[i][:nbytes].view(dtype).view(shape))
+        base = stored[0].to(self.device)
+        n_entries = len(self.models) * math.prod(shape)
+        if self.thetas.numel() < n_entries:
+            self.thetas = torch.empty(n_entries, device=self.device)
+        thetas = self.thetas[:n_entries].view(len(self.models), *shape)
+        for theta, model in zip(thetas, stored[1:]):
+            if model.dtype == base.dtype:
+                theta.copy_(model)  # to fp32 in the copy: the arithmetic is fp32
+            else:
+                theta.copy_(on_base_precision(model.to(self.device), base))
+        if self.check_base and base.dim() == 2 and start == 0:
             b = base.flatten().float()
             # (N,); a zero matrix gives NaN, which passes
             cosine = thetas.flatten(1) @ b / (thetas.flatten(1).norm(dim=1) * b.norm())
@@ -103,3 +134,24 @@ def tensor_headers(reader: CheckpointReader) -> dict:
                 tensor = f.get_slice(name)
                 headers[name] = (tuple(tensor.get_shape()), tensor.get_dtype())
     return headers
+
+
+SAFETENSORS_DTYPES = {"F32": torch.float32, "BF16": torch.bfloat16, "F16": torch.float16, "F64": torch.float64}
+
+
+def data_locations(reader: CheckpointReader) -> dict:
+    """name -> (file, byte offset of its data, torch dtype), from the safetensors headers (the format: an 8-byte
+    little-endian header length, the JSON header with each tensor's data_offsets, then the data)."""
+    locations = {}
+    for file in set(reader.file_of.values()):
+        with open(file, "rb") as f:
+            length = int.from_bytes(f.read(8), "little")
+            header = json.loads(f.read(length))
+        for name, entry in header.items():
+            if name == "__metadata__":
+                continue
+            if entry["dtype"] not in SAFETENSORS_DTYPES:
+                raise CheckpointError(f"{file}: tensor {name!r} is {entry['dtype']}; only float tensors "
+                                      f"({', '.join(SAFETENSORS_DTYPES)}) are merged")
+            locations[name] = (file, 8 + length + entry["data_offsets"][0], SAFETENSORS_DTYPES[entry["dtype"]])
+    return locations

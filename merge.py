@@ -15,11 +15,14 @@ removing the half-written temporary. A bad input is one line naming the model, f
 The output keeps the base's dtype, where MergeLM, loading in transformers' default fp32, saved fp32 (--dtype float32
 does the same); merge_methods.py lists where the methods differ from MergeLM's.
 
-Streaming: the base and the N models are read one tensor name at a time (safetensors, shards via the index) and the
-output is written by model.save_checkpoint as shards fill, so peak memory is a few copies of the largest tensor × N,
-never a model. The model-wide TIES threshold needs every entry of a task vector before the first tensor can be trimmed:
-it is found exactly, in two extra read passes, by radix selection (see model_wide_thresholds). DARE masks are drawn
-from a generator seeded by (seed, model label, tensor name), so every pass and every device redraws the same masks.
+Streaming: the base and the N models are read one tensor name at a time (shards via the index), a large tensor in
+blocks of BLOCK_ENTRIES entries' rows, each block read from the page cache straight into reused buffers and converted
+to fp32 there (checkpoints.Checkpoints.read); each merged block goes into the output tensor, which model.save_checkpoint
+writes as shards fill. Peak memory is one shard of the output plus a few blocks, never a model; a method that needs a
+whole tensor at once (per-tensor TIES, SCE) holds its N fp32 copies. The model-wide TIES threshold needs every entry of
+a task vector before the first tensor can be trimmed: it is found exactly, in two extra read passes, by radix
+selection (see model_wide_thresholds). DARE masks are drawn from a generator seeded by (seed, model label, tensor
+name), so every pass, every block and every device redraws the same masks.
 
 Outputs in --out: the HF checkpoint (shards + index, config.json, generation_config.json, the base's tokenizer files,
 base dtype per tensor unless --dtype; tied embeddings stay tied), merge_args.json (vars(args)) and merge_report.json
@@ -93,7 +96,9 @@ def parse_args(argv=None):
 # -----------------------------------------------------------------------------
 # Streaming: the model-wide TIES threshold (two read passes), then the merge itself (one pass, written as it goes)
 
-BLOCK_ENTRIES = 1 << 22  # entries per row block of a large tensor: (N + 1) fp32 blocks of 16 MiB in flight
+# Entries per row block of a large tensor: (N + 1) fp32 blocks of 4 MiB, so that the few passes a method makes over a
+# block run in the cache (32 MiB of L3 here) and only the read and the write touch memory.
+BLOCK_ENTRIES = 1 << 20
 
 
 def row_blocks(ckpt: Checkpoints, name: str, whole: bool):
