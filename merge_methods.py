@@ -162,8 +162,10 @@ def magnitude_thresholds(blocks, k: int, n_models: int, device):
     low = torch.zeros(n_models, 1 << 16, dtype=torch.long, device=device)
     for block in blocks(2):
         for i, delta in enumerate(block):
-            bits = magnitude_bits(delta)
-            low[i] += torch.bincount(bits[(bits >> 16) == bucket[i]] & 0xFFFF, minlength=1 << 16)
+            # the low 16 bits of the entries in the bucket, those below and above it counted in two end bins that
+            # are dropped: 2x faster than selecting the bucket's entries with a boolean mask
+            low_bits = (magnitude_bits(delta) - (int(bucket[i]) << 16)).clamp_(-1, 1 << 16).add_(1)
+            low[i] += torch.bincount(low_bits, minlength=(1 << 16) + 2)[1:-1]
     value, _ = kth_in_histogram(low, rank)
     return ((bucket << 16) | value).to(torch.int32).view(torch.float32)
 
