@@ -14,9 +14,8 @@ import tempfile
 from pathlib import Path
 
 from analysis import gains, kl, self_verify, weights
-from cli import HelpFormatter, add_engine_flag, listed, non_negative_float, positive_int
+from cli import HelpFormatter, add_engine_flag, label_pairs, listed, non_negative_float, positive_int
 from demo import demo_checkpoints
-from merge import label_pairs
 from files import write_atomic
 from report import write_summary
 from rewards import DOMAINS

@@ -53,6 +53,21 @@ def listed(items: list[str]) -> list[str]:
     return [name for item in items for name in item.split(",") if name]
 
 
+def label_pairs(items, flag, value=str):
+    """A labelled list flag's values: ['math=DIR', ...] -> {'math': value('DIR'), ...}"""
+    pairs = {}
+    for item in items:
+        label, sep, rest = item.partition("=")
+        if not sep or not label or not rest:
+            raise SystemExit(f"{flag} expects LABEL=VALUE items, got {item!r}")
+        if "=" in rest.partition(",")[2]:  # a=X,b=Y: one syntax for every labelled list, and it is not this one
+            raise SystemExit(f"{flag} takes space-separated LABEL=VALUE items ({flag} a=X b=Y), got {item!r}")
+        if label in pairs:
+            raise SystemExit(f"{flag}: label {label!r} appears twice")
+        pairs[label] = value(rest)
+    return pairs
+
+
 def _checked(value, text, ok, bound):
     # int()/float() raising ValueError is argparse's own "invalid positive_int value: 'x'"
     if not ok(value):

@@ -57,10 +57,9 @@ from tqdm import tqdm
 
 import rewards
 from benchmarks import BENCHMARKS, BenchmarkError, load_benchmarks
-from cli import (HelpFormatter, add_config_flag, add_engine_dtype_flag, add_engine_flag, listed, non_negative_float,
-                 non_negative_int, parse_args, positive_int, probability)
+from cli import (HelpFormatter, add_config_flag, add_engine_dtype_flag, add_engine_flag, label_pairs, listed,
+                 non_negative_float, non_negative_int, parse_args, positive_int, probability)
 from curves import save_figure
-from merge import label_pairs
 from files import read_jsonl, write_atomic
 from model import (TINY_DIR, CheckpointError, Qwen3Config, SamplingParams, check_vocab, from_preset, preset_config,
                    read_json)

@@ -38,12 +38,13 @@ from matplotlib.figure import Figure
 from cli import HelpFormatter
 from curves import save_figure
 from files import read_jsonl, write_atomic
+from merge_methods import METHODS
 from report import table as markdown_table
 from rewards import DOMAINS
 
 ROOT = Path(__file__).resolve().parent
 SFT = ROOT / "data/tiny-sft"
-MERGES = ("average", "task_arithmetic", "ties", "ties_dare", "ta_dare", "sce")
+MERGES = tuple(METHODS)  # the registry of merge_methods.py: the paper's six merges
 BENCHMARKS = [f"toy_{d}" for d in DOMAINS]
 STAGES = ("rl", "multi", "merge", "opd", "eval", "analyze")
 # (default, --quick): the default is sized for ~1 hour on a 2-core CPU, --quick for a few minutes

@@ -32,7 +32,8 @@ import rewards
 import tracking
 from benchmarks import BENCHMARKS
 from cli import (HelpFormatter, add_config_flag, add_engine_dtype_flag, add_engine_flag, add_resume_flag, existing_file,
-                 model_dir, non_negative_float, non_negative_int, parse_args, positive_float, positive_int, probability)
+                 label_pairs, model_dir, non_negative_float, non_negative_int, parse_args, positive_float, positive_int,
+                 probability)
 from data.blend import BlendError, load_blend, realise
 from data.record import RecordError, load_records
 from grpo import (LOSS_AGGREGATIONS, Batch, LossConfig, MiniBatch, aggregate, build_batch, group_advantages,
@@ -41,7 +42,6 @@ from logprobs import kl_estimate, response_logprobs
 from model import DTYPES, CheckpointError, Qwen3Config, SamplingParams, check_vocab, load_model
 from rollout import NativeEngine, VllmEngine, open_engine
 from tokenizer import Tokenizer
-from merge import label_pairs
 from training import Metrics, adamw, open_run, stream_indices
 
 ROOT = Path(__file__).resolve().parent

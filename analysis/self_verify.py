@@ -24,9 +24,9 @@ from tqdm import tqdm
 
 from analysis.evaluated import evaluated_rows
 from benchmarks import BenchmarkError, fill, load_benchmarks
+from cli import label_pairs
 from curves import save_figure
 from files import write_atomic
-from merge import label_pairs
 from model import SamplingParams
 from report import bars, pct, table
 from rollout import open_engine

@@ -1,6 +1,6 @@
 r"""weights: where RL moved the weights (the paper's Fig. 3). θ_sft is the base, θ_i an analysed checkpoint, n entries.
   shift      δ_i = θ_i − θ_sft, in fp32; a model stored in a coarser dtype than θ_sft (bf16 beside fp32) is read at
-             θ_sft's precision (merge.on_base_precision), so rounding alone is no shift
+             θ_sft's precision (checkpoints.on_base_precision), so rounding alone is no shift
   mask       m_i = [|θ_i − θ_sft| > η · max(|θ_i|, |θ_sft|)], η = --eta = 1e-3: the entries RL changed
   density    p_i = |m_i| / n
   Jaccard    J_ij = |m_i ∧ m_j| / |m_i ∨ m_j|, beside the random baseline of equal densities: independent uniform masks
@@ -26,7 +26,7 @@ from matplotlib.figure import Figure
 from tqdm import tqdm
 
 from curves import save_figure
-from merge import Checkpoints, on_base_precision
+from checkpoints import Checkpoints, on_base_precision
 from report import bar_chart, fmt, heatmap, pct, table
 
 MODULE_TYPES = {"q_proj": "q", "k_proj": "k", "v_proj": "v", "o_proj": "o", "gate_proj": "gate", "up_proj": "up",

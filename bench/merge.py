@@ -1,4 +1,5 @@
-"""merge.py against mergekit: wall time and peak RSS on the same merges of 4 random Qwen3-0.6B-shaped checkpoints.
+"""merge.py against mergekit: wall time and peak RSS on the same merges of 4 random Qwen3-0.6B-shaped checkpoints,
+and each time as a multiple of the I/O floor.
 
     .venv/bin/python bench/merge.py                      # writes runs/bench/merge/merge_bench.json, prints a table
 
@@ -12,14 +13,19 @@ linear with normalize (our average), task_arithmetic with normalize off and λ 1
 normalize on (the disjoint mean) — against our --ties-scope tensor, since mergekit trims per tensor. Each pair's outputs
 are compared tensor by tensor: TIES differs only where magnitudes tie at the threshold and by one entry per tensor
 (MergeLM's kthvalue rule keeps |δ| ≥ the k-th smallest, mergekit's argsort keeps exactly ⌊density · n⌋). Our model-wide
-TIES (the paper's default, three read passes) has no mergekit counterpart and is timed alone. Each tool runs as its own
-process, one at a time, with the inputs already in the page cache, --repeats times, alternating the tools; the fastest
-wall time and the largest peak RSS (GNU time's %M for that process) are reported, since other jobs on a shared machine
-only ever add time.
+TIES (the paper's default, three read passes) has no counterpart in mergekit: it is timed against mergekit's TIES, the
+one TIES mergekit has.
+
+The I/O floor is what moving the merge's bytes costs on this machine, measured here: reading every input file from the
+page cache into a buffer and writing the output's bytes to a file in --work (no fsync; neither tool syncs). Each tool,
+and the floor, runs as its own process, one at a time, with the inputs already in the page cache, --repeats rounds,
+interleaved (every tool once per round), so that load on a shared machine falls on all of them alike; the table gives
+the median wall time with [min–max] over the rounds, and the largest peak RSS (GNU time's %M for that process).
 """
 import argparse
 import json
 import os
+import statistics
 import subprocess
 import sys
 import time
@@ -42,7 +48,9 @@ p.add_argument("--work", default="/tmp/m2rl-merge-bench", help="where the input 
 p.add_argument("--out", default="runs/bench/merge", help="where merge_bench.json goes")
 p.add_argument("--preset", default="0.6B", choices=tuple(PRESETS))
 p.add_argument("--mergekit", default="/tmp/mergekit-venv/bin/mergekit-yaml")
-p.add_argument("--repeats", type=int, default=2, help="runs per tool, interleaved; the fastest is reported")
+p.add_argument("--repeats", type=int, default=3, help="rounds, each running every tool once (interleaved)")
+p.add_argument("--methods", nargs="+", default=["average", "task_arithmetic", "ties (per tensor)", "ties (model-wide)"],
+               help="the rows to run (a mergekit merge shared by two rows runs once per round)")
 args = p.parse_args()
 work, out = Path(args.work), Path(args.out)
 if not Path(args.mergekit).exists():
@@ -115,46 +123,97 @@ def warm_page_cache():
                 pass
 
 
+def io_floor(output_bytes: int):
+    """Seconds to read every input file from the page cache into one buffer and write output_bytes from it to a file:
+    the bytes any merge of these checkpoints must move, at this machine's copy bandwidth."""
+    buffer = memoryview(bytearray(1 << 26))
+    start = time.perf_counter()
+    for file in sorted(work.glob("*/*.safetensors")):
+        if file.parent.name in ("base", *LABELS):
+            with open(file, "rb", buffering=0) as f:
+                while f.readinto(buffer):
+                    pass
+    with open(work / "floor.bin", "wb", buffering=0) as f:
+        for start_byte in range(0, output_bytes, len(buffer)):
+            f.write(buffer[:min(len(buffer), output_bytes - start_byte)])
+    seconds = time.perf_counter() - start
+    (work / "floor.bin").unlink()
+    return seconds
+
+
+def spread(values):
+    return dict(median=statistics.median(values), min=min(values), max=max(values))
+
+
 n_params = make_checkpoints()
 warm_page_cache()
+input_bytes = sum(f.stat().st_size for label in ("base", *LABELS) for f in (work / label).glob("*.safetensors"))
+output_bytes = sum(f.stat().st_size for f in (work / "base").glob("*.safetensors"))  # the merge keeps the base's dtype
 ours_models = ["--models", *(f"{label}={work / label}" for label in LABELS)]
-runs = {  # name: (our merge.py flags, mergekit merge_method or None)
-    "average": (["--method=average"], "linear"),
-    "task_arithmetic": (["--method=task_arithmetic"], "task_arithmetic"),
-    "ties (per tensor)": (["--method=ties", "--ties-scope=tensor"], "ties"),
-    "ties (model-wide)": (["--method=ties", "--ties-scope=model"], None),
+rows = {  # name: (our merge.py flags, the mergekit merge_method it is timed against, whether the outputs should agree)
+    "average": (["--method=average"], "linear", True),
+    "task_arithmetic": (["--method=task_arithmetic"], "task_arithmetic", True),
+    "ties (per tensor)": (["--method=ties", "--ties-scope=tensor"], "ties", True),
+    "ties (model-wide)": (["--method=ties", "--ties-scope=model"], "ties", False),
 }
+unknown = set(args.methods) - set(rows)
+if unknown:
+    raise SystemExit(f"--methods: unknown {sorted(unknown)}; choose from {list(rows)}")
+rows = {name: rows[name] for name in args.methods}
+tools = {}  # tool -> (command, its output directory)
+for name, (flags, mk_method, _) in rows.items():
+    ours_dir = work / f"out-ours-{name.replace(' (', '-').rstrip(')')}"
+    tools[f"ours: {name}"] = ([sys.executable, REPO / "merge.py", f"--base={work / 'base'}", *ours_models, *flags,
+                              f"--out={ours_dir}"], ours_dir)
+    config = work / f"mergekit-{mk_method}.yml"
+    config.write_text(mergekit_config(mk_method))
+    tools[f"mergekit: {mk_method}"] = ([args.mergekit, config, work / f"out-mergekit-{mk_method}"],
+                                       work / f"out-mergekit-{mk_method}")
 out.mkdir(parents=True, exist_ok=True)
 results = dict(preset=args.preset, params=n_params, models=len(LABELS), threads=torch.get_num_threads(),
-               repeats=args.repeats, load_before=os.getloadavg(), runs={})
-for name, (flags, mk_method) in runs.items():
-    ours_dir, mk_dir = work / "out-ours", work / "out-mergekit"
-    ours_cmd = [sys.executable, REPO / "merge.py", f"--base={work / 'base'}", *ours_models, *flags, f"--out={ours_dir}"]
-    if mk_method:
-        config = work / f"mergekit-{mk_method}.yml"
-        config.write_text(mergekit_config(mk_method))
-    ours, theirs = [], []
-    for _ in range(args.repeats):
-        ours.append(timed(ours_cmd, work / "ours.log"))
-        if mk_method:
-            theirs.append(timed([args.mergekit, config, mk_dir], work / "mergekit.log"))
-    row = dict(ours_s=min(t for t, _ in ours), ours_rss_gib=max(m for _, m in ours))
-    if mk_method:
-        row.update(mergekit_s=min(t for t, _ in theirs), mergekit_rss_gib=max(m for _, m in theirs))
-        row["time_ratio"] = row["mergekit_s"] / row["ours_s"]
-        row["rss_ratio"] = row["mergekit_rss_gib"] / row["ours_rss_gib"]
-        row["max_abs_diff"], row["frac_entries_differ"] = compare(ours_dir, mk_dir)
-    results["runs"][name] = row
-    print(name, json.dumps(row))
+               omp_num_threads=os.environ.get("OMP_NUM_THREADS"), repeats=args.repeats, input_bytes=input_bytes,
+               output_bytes=output_bytes, load_before=os.getloadavg(), rows={})
+seconds, rss, floor = {tool: [] for tool in tools}, {tool: [] for tool in tools}, []
+for round_ in range(args.repeats):
+    floor.append(io_floor(output_bytes))
+    for tool, (cmd, _) in tools.items():
+        wall, peak = timed(cmd, work / "tool.log")
+        seconds[tool].append(wall)
+        rss[tool].append(peak)
+        print(f"round {round_ + 1}/{args.repeats}: {tool} {wall:.1f} s, {peak:.2f} GiB", flush=True)
+results["io_floor_s"] = spread(floor)
+results["copy_gb_per_s"] = (input_bytes + output_bytes) / 1e9 / statistics.median(floor)
+for name, (flags, mk_method, agree) in rows.items():
+    ours, theirs = f"ours: {name}", f"mergekit: {mk_method}"
+    row = dict(ours_s=spread(seconds[ours]), ours_rss_gib=max(rss[ours]), mergekit_method=mk_method,
+               mergekit_s=spread(seconds[theirs]), mergekit_rss_gib=max(rss[theirs]))
+    row["time_ratio"] = spread([a / b for a, b in zip(seconds[ours], seconds[theirs])])  # per round: same load
+    row["rss_ratio"] = row["ours_rss_gib"] / row["mergekit_rss_gib"]
+    row["floor_multiple"] = spread([a / b for a, b in zip(seconds[ours], floor)])
+    if agree:
+        row["max_abs_diff"], row["frac_entries_differ"] = compare(tools[ours][1], tools[theirs][1])
+    results["rows"][name] = row
 results["load_after"] = os.getloadavg()
 
 write_atomic(out / "merge_bench.json", json.dumps(results, indent=2))
 print(f"\n{args.preset} ({n_params / 1e9:.2f}B params) x {len(LABELS)} models, bf16, {results['threads']} threads, "
-      f"load average {results['load_before'][0]:.1f} -> {results['load_after'][0]:.1f}")
-print(f"{'method':<20}{'merge.py':>10}{'mergekit':>10}{'speed-up':>10}{'RSS ours':>10}{'mergekit':>10}{'ratio':>7}"
-      f"{'max|diff|':>11}{'differ':>9}")
-for name, r in results["runs"].items():
-    mk = (f"{r['mergekit_s']:>9.1f}s{r['time_ratio']:>9.2f}x" if "mergekit_s" in r else f"{'-':>10}{'-':>10}")
-    rss = (f"{r['mergekit_rss_gib']:>8.2f}G{r['rss_ratio']:>6.2f}x{r['max_abs_diff']:>11.2e}"
-           f"{r['frac_entries_differ']:>9.1e}" if "mergekit_s" in r else "")
-    print(f"{name:<20}{r['ours_s']:>9.1f}s{mk}{r['ours_rss_gib']:>9.2f}G{rss}")
+      f"load average {results['load_before'][0]:.1f} -> {results['load_after'][0]:.1f}; I/O floor "
+      f"{(input_bytes + output_bytes) / 1e9:.2f} GB in {results['io_floor_s']['median']:.2f} s "
+      f"[{results['io_floor_s']['min']:.2f}-{results['io_floor_s']['max']:.2f}] "
+      f"({results['copy_gb_per_s']:.1f} GB/s); median [min-max] over {args.repeats} rounds; ratios ours / mergekit")
+
+
+def fmt(x):
+    return f"{x['median']:.1f} [{x['min']:.1f}-{x['max']:.1f}]"
+
+
+print("| merge | ours s | mergekit s (method) | time ratio | x I/O floor | ours peak RSS | mergekit peak RSS | RSS ratio "
+      "| outputs |")
+print("|---|---|---|---|---|---|---|---|---|")
+for name, r in results["rows"].items():
+    outputs = (f"max |diff| {r['max_abs_diff']:.1e}, {r['frac_entries_differ']:.1e} of entries differ"
+               if "max_abs_diff" in r else "other maths (model-wide trim)")
+    ratio = r["time_ratio"]
+    print(f"| {name} | {fmt(r['ours_s'])} | {fmt(r['mergekit_s'])} ({r['mergekit_method']}) | {ratio['median']:.2f} "
+          f"[{ratio['min']:.2f}-{ratio['max']:.2f}] | {fmt(r['floor_multiple'])} | {r['ours_rss_gib']:.2f} GiB | "
+          f"{r['mergekit_rss_gib']:.2f} GiB | {r['rss_ratio']:.2f} | {outputs} |")

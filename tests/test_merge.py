@@ -17,6 +17,8 @@ from safetensors.torch import load_file
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import merge
+import merge_methods
+from merge_methods import METHODS
 from model import CheckpointError, Qwen3Config, Qwen3ForCausalLM, load_model, save_checkpoint
 
 CFG = Qwen3Config(vocab_size=64, hidden_size=32, intermediate_size=48, num_hidden_layers=2, num_attention_heads=2,
@@ -193,9 +195,9 @@ def test_sce_matches_hand_computation(tmp_path, select_topk):
 def test_exact_sign_tie_elects_plus():
     """Reference: mergekit's get_mask(method="sum") — where Σ δ_i is exactly 0 the elected sign is +; worked by hand:
     δ = [[+1, +1, 0, -2], [-1, 0, 0, +1]] -> [+1, +1, 0, -2]."""
-    args = merge.parse_args(["--method=ties", "--ties-scope=tensor", "--density=1"])
+    params = dict(scale=1.0, density=1.0, ties_scope="tensor")
     thetas = torch.tensor([[1.0, 1.0, 0.0, -2.0], [-1.0, 0.0, 0.0, 1.0]])
-    merged, _ = merge.merge_tensor(torch.zeros(4), thetas, "t", ["a", "b"], torch.ones(2), None, args)
+    merged, _, _ = merge_methods.merge_tensor(METHODS["ties"], params, torch.zeros(4), thetas, torch.ones(2))
     assert merged.tolist() == [1.0, 1.0, 0.0, -2.0]
 
 
@@ -204,10 +206,12 @@ class FakeCheckpoints:
 
     def __init__(self, values: dict):
         self.values, self.names, self.labels, self.device = values, list(values), ["a", "b"], "cpu"
+        self.shapes = {n: tuple(v.shape[1:]) for n, v in values.items()}
         self.numel = {n: v[0].numel() for n, v in values.items()}
 
-    def read(self, name):
-        return torch.zeros(self.values[name].shape[1:]), self.values[name].clone()
+    def read(self, name, rows=slice(None)):
+        values = self.values[name][:, rows]
+        return torch.zeros(values.shape[1:]), values.clone()
 
 
 @pytest.mark.parametrize("density", [0.2, 0.5, 0.97])
@@ -224,11 +228,24 @@ def test_model_wide_threshold_is_the_exact_kth_value(density):
         return x
 
     values = {"a": tensor((300, 7)), "b": tensor((1000,)), "c": tensor((3, 5, 11))}
-    args = merge.parse_args(["--method=ties", f"--density={density}"])
-    thresholds = merge.model_wide_thresholds(FakeCheckpoints(values), args)
+    thresholds = merge.model_wide_thresholds(FakeCheckpoints(values), density)
     everything = np.abs(np.concatenate([v.reshape(2, -1).numpy() for v in values.values()], axis=1))
     k = int(everything.shape[1] * (1 - density))
     np.testing.assert_array_equal(thresholds.numpy(), np.sort(everything, axis=1)[:, k - 1])
+
+
+@pytest.mark.parametrize("method", ["average", "task_arithmetic", "ta_dare", "ties", "ties_dare", "sce"])
+def test_row_blocks_merge_as_whole_tensors(tmp_path, monkeypatch, method):
+    """Reference: the same merge with every tensor read whole (the tests above check that one against numpy). Read in
+    blocks of a few rows instead — the DARE masks drawn block by block from one generator, the model-wide thresholds
+    and the report's fractions summed over blocks —, the output and the report are bit for bit the same."""
+    argv = write_models(tmp_path, dtype=torch.bfloat16)
+    whole = run(tmp_path, [*argv, f"--method={method}"], out="whole")
+    monkeypatch.setattr(merge, "BLOCK_ENTRIES", 100)  # 3 rows of the (64, 32) embedding per block
+    blocks = run(tmp_path, [*argv, f"--method={method}"], out="blocks")
+    check(blocks, whole, atol=0)
+    reports = [json.loads((tmp_path / out / "merge_report.json").read_text()) for out in ("whole", "blocks")]
+    assert reports[0]["tensors"] == reports[1]["tensors"]
 
 
 # -----------------------------------------------------------------------------
