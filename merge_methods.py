@@ -69,7 +69,7 @@ class Method:
     whole_tensor: Callable = field(default=lambda params: False)
 
 
-# The registry: a new method is one function above and one line here (docs/extending-merge.md).
+# The registry: a new method is one function above and one line here (docs/extending.md).
 METHODS = {
     "average": Method(average, dict(weights=None), on_weights=True),
     "task_arithmetic": Method(task_arithmetic, dict(weights=None, scale=1.0)),
