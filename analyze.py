@@ -14,13 +14,16 @@ import tempfile
 from pathlib import Path
 
 from analysis import gains, kl, self_verify, weights
-from cli import HelpFormatter, add_engine_flag, label_pairs, listed, non_negative_float, positive_int
+from cli import (HelpFormatter, add_engine_dtype_flag, add_engine_flag, label_pairs, listed, non_negative_float,
+                 positive_int)
 from demo import demo_checkpoints
 from files import write_atomic
 from report import write_summary
 from rewards import DOMAINS
 
 ROOT = Path(__file__).resolve().parent
+# what --engine-dtype auto means for kl's sampler and self-verify's judge
+VLLM_AUTO = "vLLM's own rule, the checkpoint's dtype but bf16 for an fp32 checkpoint; float32 computes as native"
 ANALYSES = (weights, kl, gains, self_verify)  # each module's docstring is its part of --help
 SECTIONS = ("weights", "kl", "gains", "self-verify")  # the order of summary.md
 OUTPUTS = """\
@@ -63,6 +66,7 @@ def parse_args(argv=None):
     k.add_argument("--benchmarks", nargs="+", default=[], metavar="DOMAIN=BENCHMARK",
                    help="the benchmark giving a domain's Δ (default toy_DOMAIN)")
     add_engine_flag(k, "sampling")
+    add_engine_dtype_flag(k, VLLM_AUTO)
     k.add_argument("--batch-size", type=positive_int, default=64,
                    help="sequences per engine call and per scoring forward")
     k.add_argument("--device", default="cpu", help="where the models score, e.g. cuda")
@@ -92,6 +96,7 @@ def parse_args(argv=None):
     v.add_argument("--thinking", action=argparse.BooleanOptionalAction, default=True,
                    help="Qwen3's thinking mode for the judge (--no-thinking: the empty think block)")
     add_engine_flag(v, "judging")
+    add_engine_dtype_flag(v, VLLM_AUTO)
     v.add_argument("--batch-size", type=positive_int, default=64, help="judge prompts per engine call")
 
     sub.add_parser("demo", parents=[seeded], help="weights and kl on the tiny preset (the default command)")
@@ -137,7 +142,8 @@ def run_kl(args, out: Path):
         accuracy = kl.eval_accuracy(args.eval, benchmarks, [*experts, multi_label])
     settings = kl.KLSettings(limit=args.limit, samples=args.samples, max_new_tokens=args.max_new_tokens,
                              temperature=args.temperature, threshold=args.threshold, engine=args.engine,
-                             batch_size=args.batch_size, device=args.device, seed=args.seed)
+                             engine_dtype=args.engine_dtype, batch_size=args.batch_size, device=args.device,
+                             seed=args.seed)
     return kl.kl(experts, (multi_label, multi_dir), prompts, settings, out, accuracy)
 
 
@@ -158,7 +164,8 @@ def run_gains(args, out: Path):
 def run_self_verify(args, out: Path):
     settings = self_verify.JudgeSettings(limit=args.limit, temperature=args.temperature,
                                          max_new_tokens=args.max_new_tokens, thinking=args.thinking,
-                                         engine=args.engine, batch_size=args.batch_size, seed=args.seed)
+                                         engine=args.engine, engine_dtype=args.engine_dtype,
+                                         batch_size=args.batch_size, seed=args.seed)
     return self_verify.self_verify(label_pairs(args.models, "--models"), args.eval,
                                    listed(args.benchmarks) if args.benchmarks else None, args.sft, args.multi,
                                    settings, out)

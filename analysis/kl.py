@@ -37,6 +37,7 @@ class KLSettings:
     temperature: float  # of sampling and of scoring, > 0
     threshold: float  # the policy neighbourhood: KL ≤ this, in nats per token
     engine: str  # the sampler: native or vllm
+    engine_dtype: str  # vLLM's compute dtype: auto (vLLM's rule), bfloat16 or float32
     batch_size: int  # sequences per engine call and per scoring forward
     device: str  # where the models score
     seed: int
@@ -57,7 +58,7 @@ def kl(experts: dict, multi: tuple[str, str], prompts: dict, settings: KLSetting
     multi_model = load_model(multi_dir, settings.device).eval()
     cells = {}
     for label, path in tqdm(experts.items(), desc="kl", unit="expert"):
-        engine = open_engine(path, settings.engine, settings.batch_size)
+        engine = open_engine(path, settings.engine, settings.batch_size, dtype=settings.engine_dtype)
         samples = {d: engine.generate(chats[d], settings.samples, SamplingParams(
             max_new_tokens=settings.max_new_tokens, temperature=settings.temperature,
             seed=zlib.crc32(f"{settings.seed}/{label}/{d}".encode()),

@@ -61,6 +61,7 @@ class JudgeSettings:
     max_new_tokens: int  # the judge's budget: its thinking and verdict
     thinking: bool  # Qwen3's thinking mode for the judge
     engine: str  # native or vllm
+    engine_dtype: str  # vLLM's compute dtype: auto (vLLM's rule), bfloat16 or float32
     batch_size: int  # judge prompts per engine call
     seed: int
 
@@ -84,7 +85,7 @@ def self_verify(models: dict, eval_dir: str, benchmarks: list | None, sft: str, 
         responses = {b: read_responses(samples / name / f"{b}.jsonl", problems[b], settings.limit)
                      for b in benchmarks}
         tokenizer = Tokenizer.from_dir(path)
-        engine = open_engine(path, settings.engine, settings.batch_size)
+        engine = open_engine(path, settings.engine, settings.batch_size, dtype=settings.engine_dtype)
         cells[name] = {}
         with tqdm(total=len(MODES) * sum(map(len, responses.values())), desc=f"self-verify {name}") as bar:
             for b in benchmarks:

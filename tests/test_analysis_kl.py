@@ -45,9 +45,9 @@ def test_kl_of_a_model_with_itself_is_zero_and_deltas_by_hand(tmp_path, monkeypa
     opened = []
     open_engine = kl.open_engine
 
-    def recording(path, *args):
-        opened.append(Path(path).name)
-        return open_engine(path, *args)
+    def recording(path, *args, dtype):
+        opened.append((Path(path).name, dtype))
+        return open_engine(path, *args, dtype=dtype)
 
     monkeypatch.setattr(kl, "open_engine", recording)
     ev = tmp_path / "eval" / "samples"
@@ -58,10 +58,10 @@ def test_kl_of_a_model_with_itself_is_zero_and_deltas_by_hand(tmp_path, monkeypa
         eval_file(ev / m / "toy_if.jsonl", {"q": [r]})
     out = tmp_path / "out"
     analyze.main(["kl", "--experts", expert, other, f"--multi=multi={tmp_path / 'expert'}", "--domains=math,if",
-                  "--limit=2", "--samples=2", "--max-new-tokens=8", "--engine=native", "--threshold=1e-9",
-                  f"--eval={tmp_path / 'eval'}", f"--out={out}"])
+                  "--limit=2", "--samples=2", "--max-new-tokens=8", "--engine=native", "--engine-dtype=float32",
+                  "--threshold=1e-9", f"--eval={tmp_path / 'eval'}", f"--out={out}"])
     report = json.loads((out / "kl.json").read_text())
-    assert opened == ["expert", "other"]
+    assert opened == [("expert", "float32"), ("other", "float32")]
     for d in ("math", "if"):
         cell = report["cells"]["expert"][d]
         assert cell["kl"] == 0.0 and cell["kl_k1"] == 0.0 and cell["kl_seq"] == 0.0 and cell["neighbour"]

@@ -204,7 +204,7 @@ def test_scripted_judge_gives_the_metrics_known_in_advance(tmp_path, monkeypatch
             for i, item in enumerate(rewards) for j, r in enumerate(item)]
     evaluation_by_hand(tmp_path / "eval", "judge", "toy_math", rows)
     judge = ScriptedJudge()
-    monkeypatch.setattr(self_verify, "open_engine", lambda path, kind, batch_size: judge)
+    monkeypatch.setattr(self_verify, "open_engine", lambda path, kind, batch_size, dtype: judge)
     analyze.main(["self-verify", f"--eval={tmp_path / 'eval'}", f"--models=judge={TINY_DIR}", "--limit=4",
                   "--batch-size=3", f"--out={tmp_path / 'out'}"])
 
