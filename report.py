@@ -19,9 +19,11 @@ def pct(x) -> str:
     return "n/a" if x is None else f"{100 * x:.2f}"
 
 
-def table(header: list, rows: list) -> str:
-    """A Markdown table: the header row, the separator, a line per row (cells as str() writes them)."""
-    lines = ["| " + " | ".join(header) + " |", "|---" * len(header) + "|"]
+def table(header: list, rows: list, align: str | None = None) -> str:
+    """A Markdown table: the header row, the separator, a line per row (cells as str() writes them). `align` has a
+    letter per column, l or r (numbers read best right-aligned); default all left."""
+    align = align or "l" * len(header)
+    lines = ["| " + " | ".join(header) + " |", "".join("|---:" if a == "r" else "|---" for a in align) + "|"]
     return "\n".join(lines + ["| " + " | ".join(map(str, row)) + " |" for row in rows]) + "\n"
 
 

@@ -54,6 +54,7 @@ from data.convert import CONVERTERS as ROW_CONVERTERS
 from data.convert import Skip
 from data.record import Record, RecordError, json_line, parse_record
 from files import write_atomic
+from report import table
 from rewards import DOMAINS
 
 CONVERTERS = ("record", *ROW_CONVERTERS)
@@ -370,10 +371,8 @@ class Realised:
                                                        for domain, n in sorted(kept[-1].items()))]
             notes += [f"dropped from {d.source.name}: {reason} {n:,}"
                       for d, x in zip(self.draws, dropped) for reason, n in sorted(x.items())]
-        lines = [f"blend {self.blend.path} (seed {self.seed}): {self.total:,} samples", "",
-                 "| " + " | ".join(head) + " |", "|---|---|---|---|" + "---:|" * (len(head) - 4)]
-        lines += ["| " + " | ".join(row) + " |" for row in rows]
-        return "\n".join(lines + notes) + "\n"
+        title = f"blend {self.blend.path} (seed {self.seed}): {self.total:,} samples\n\n"
+        return title + table(head, rows, align="llll" + "r" * (len(head) - 4)) + "".join(f"{n}\n" for n in notes)
 
     def to_json(self) -> dict:
         sources = []
