@@ -154,6 +154,8 @@ def m2rl_steps(args, engine: str, out: Path) -> dict:
            "--engine", engine, "--steps", str(args.warmup + args.steps), "--eval-every", "0",
            "--prompts-per-step", str(args.prompts), "--group-size", str(args.group_size), "--max-response-len",
            str(args.max_new_tokens), "--lr", str(args.lr), "--seed", str(args.seed), "--out", str(out)]
+    if args.preset:  # train_grpo defaults to the toy prompts for the embedded tiny model only: name them
+        cmd += ["--data", *(str(ROOT / f"data/toy/rl/{d}.jsonl") for d in args.domains.split(","))]
     rss = run_logged(cmd, out.with_suffix(".log"), f"m2rl ({engine} engine)")
     metrics = [row for _, row in read_jsonl(out / "metrics.jsonl")][args.warmup:]
     rows = []
