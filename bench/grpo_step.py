@@ -34,8 +34,8 @@ run beside it), then summarised the same way.
 
 Each trainer's peak RSS is its process's high-water mark (os.wait4's ru_maxrss: the largest process of its
 tree, which is the trainer itself; the scoring workers are small), beside its step time: the memory a step needs.
---preset builds, once, into --work, a random-weight checkpoint of that Qwen3 shape (model.PRESETS; bf16 on disk,
-both trainers train it in fp32) carrying the real Qwen3 tokenizer from ../shared/peer/qwen3-tokenizer: at vocab
+--preset builds, once, into --work, a random-weight checkpoint of that Qwen3 shape (model.PRESETS; fp32, as both
+trainers generate and train) carrying the real Qwen3 tokenizer from ../shared/peer/qwen3-tokenizer: at vocab
 151,936 the (tokens x vocab) logits are what a trainer's memory and time go to, which the tiny model's 512 hide.
 
 The checkpoint carries no Jinja chat template (tokenizer.py renders Qwen3's format in Python, tested equal to the
@@ -130,9 +130,10 @@ def preset_checkpoint(preset: str, work: Path) -> Path:
         return directory
     if not QWEN3_TOKENIZER.exists():
         raise SystemExit(f"--preset {preset}: {QWEN3_TOKENIZER} is missing (the real Qwen3 tokenizer, ../shared/peer)")
-    print(f"building {directory} (random weights, bf16)", flush=True)
+    print(f"building {directory} (random weights, fp32)", flush=True)
     # atomic, tokenizer files included (copied from source_dir): a killed build leaves no directory to reuse
-    save_model(from_preset(preset, dtype=torch.bfloat16), directory, source_dir=QWEN3_TOKENIZER)
+    # fp32 on disk: the native engine runs the checkpoint's dtype, so both trainers generate and train in fp32
+    save_model(from_preset(preset), directory, source_dir=QWEN3_TOKENIZER)
     return directory
 
 
