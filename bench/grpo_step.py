@@ -3,6 +3,8 @@
     .venv/bin/python bench/grpo_step.py                       # SFT'd tiny model, math+code, 8 prompts x 8, 128 tokens
     .venv/bin/python bench/grpo_step.py --warmup 1 --steps 2 --parts rollout     # a quick look at one part
     .venv/bin/python bench/grpo_step.py --parts native,trl --runs 5               # the step against TRL only
+    .venv/bin/python bench/grpo_step.py --preset 0.6B --parts native,trl --prompts 2 --group-size 4 \
+        --max-new-tokens 64 --runs 1 --warmup 0 --steps 1       # the real vocabulary (151,936): minutes a step here
 
 Everything is measured in one run on the same model, prompts (the toy RL split of --domains), group, lengths and
 sampling (temperature 1, no top-k/top-p, stop at <|im_end|>), and written as a Markdown table with the ratios.
@@ -30,6 +32,12 @@ run beside it), then summarised the same way.
   calls, interleaved. tokens/s = generated tokens (up to and including the stop token) / wall time of a call. The
   vLLM engine gives torch back its thread count after start.
 
+Each trainer's peak RSS is its process's high-water mark (os.wait4's ru_maxrss: the largest process of its
+tree, which is the trainer itself; the scoring workers are small), beside its step time: the memory a step needs.
+--preset builds, once, into --work, a random-weight checkpoint of that Qwen3 shape (model.PRESETS; fp32, as both
+trainers generate and train) carrying the real Qwen3 tokenizer from ../shared/peer/qwen3-tokenizer: at vocab
+151,936 the (tokens x vocab) logits are what a trainer's memory and time go to, which the tiny model's 512 hide.
+
 The checkpoint carries no Jinja chat template (tokenizer.py renders Qwen3's format in Python, tested equal to the
 official template), so TRL gets each prompt already rendered: the same token ids m2rl trains on.
 """
@@ -49,12 +57,18 @@ sys.path.insert(0, str(ROOT))
 import rewards  # noqa: E402
 from data.record import load_records  # noqa: E402
 from files import read_jsonl, write_atomic  # noqa: E402
+from model import PRESETS, from_preset, save_model  # noqa: E402
 from tokenizer import Tokenizer  # noqa: E402
 
 DEFAULT_MODEL = ROOT / "data/tiny-sft"  # the embedded SFT'd tiny model docs/benchmarks.md's numbers were measured with
+QWEN3_TOKENIZER = ROOT.parent / "shared/peer/qwen3-tokenizer"  # the real one, vocab 151,936, read in place
 PARTS = ("native", "vllm", "trl", "rollout")  # train_grpo.py with either engine, TRL, the rollout engines
 parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
 parser.add_argument("--model", default=str(DEFAULT_MODEL), help="an HF Qwen3 checkpoint directory")
+parser.add_argument("--preset", choices=[p for p in PRESETS if p != "tiny"],
+                    help="instead of --model: a random-weight checkpoint of this Qwen3 shape with the real tokenizer, "
+                         "built once into --work")
+parser.add_argument("--work", default="/tmp/m2rl-bench-grpo-step", help="where --preset's checkpoint is built")
 parser.add_argument("--domains", default="math,code", help="the toy RL splits the prompts come from")
 parser.add_argument("--prompts", type=int, default=8, help="prompts per step")
 parser.add_argument("--group-size", type=int, default=8, help="samples per prompt (the group)")
@@ -73,6 +87,8 @@ parser.add_argument("--trl-worker", metavar="JSON", help=argparse.SUPPRESS)  # i
 
 
 def main(args):
+    if args.preset:
+        args.model = str(preset_checkpoint(args.preset, Path(args.work)))
     parts = [p for p in args.parts.split(",") if p]
     if set(parts) - set(PARTS):
         raise SystemExit(f"--parts {args.parts!r}: choose from {', '.join(PARTS)}")
@@ -107,6 +123,20 @@ def main(args):
     print(f"written to {out}")
 
 
+def preset_checkpoint(preset: str, work: Path) -> Path:
+    """The random-weight checkpoint of `preset`'s shape with the real Qwen3 tokenizer, built on first use."""
+    directory = work / f"qwen3-{preset.lower()}-random"
+    if (directory / "config.json").exists():
+        return directory
+    if not QWEN3_TOKENIZER.exists():
+        raise SystemExit(f"--preset {preset}: {QWEN3_TOKENIZER} is missing (the real Qwen3 tokenizer, ../shared/peer)")
+    print(f"building {directory} (random weights, fp32)", flush=True)
+    # atomic, tokenizer files included (copied from source_dir): a killed build leaves no directory to reuse
+    # fp32 on disk: the native engine runs the checkpoint's dtype, so both trainers generate and train in fp32
+    save_model(from_preset(preset), directory, source_dir=QWEN3_TOKENIZER)
+    return directory
+
+
 def vllm_unavailable() -> str | None:
     """Why the vLLM rows are skipped, or None."""
     try:
@@ -125,7 +155,9 @@ def m2rl_steps(args, engine: str, out: Path) -> dict:
            "--engine", engine, "--steps", str(args.warmup + args.steps), "--eval-every", "0",
            "--prompts-per-step", str(args.prompts), "--group-size", str(args.group_size), "--max-response-len",
            str(args.max_new_tokens), "--lr", str(args.lr), "--seed", str(args.seed), "--out", str(out)]
-    run_logged(cmd, out.with_suffix(".log"), f"m2rl ({engine} engine)")
+    if args.preset:  # train_grpo defaults to the toy prompts for the embedded tiny model only: name them
+        cmd += ["--data", *(str(ROOT / f"data/toy/rl/{d}.jsonl") for d in args.domains.split(","))]
+    rss = run_logged(cmd, out.with_suffix(".log"), f"m2rl ({engine} engine)")
     metrics = [row for _, row in read_jsonl(out / "metrics.jsonl")][args.warmup:]
     rows = []
     for m in metrics:
@@ -133,7 +165,7 @@ def m2rl_steps(args, engine: str, out: Path) -> dict:
         rows.append({"step": sum(split.values()), "generate": split["generate"], "reward": split["reward"],
                      "train": split["train"], "other": split["logprob"] + split["sync"],
                      "response_len": m["rollout/all/response_len"], "reward_mean": m["reward/all/mean"]})
-    return summary(f"m2rl train_grpo.py, {engine} engine", "logprob + weight sync", rows, args)
+    return summary(f"m2rl train_grpo.py, {engine} engine", "logprob + weight sync", rows, rss, args)
 
 
 def trl_steps(args, out: Path) -> dict:
@@ -142,26 +174,33 @@ def trl_steps(args, out: Path) -> dict:
            args.domains, "--prompts", str(args.prompts), "--group-size", str(args.group_size), "--max-new-tokens",
            str(args.max_new_tokens), "--lr", str(args.lr), "--warmup", str(args.warmup), "--steps", str(args.steps),
            "--seed", str(args.seed)]
-    run_logged(cmd, out / "trl.log", "TRL GRPOTrainer")
+    rss = run_logged(cmd, out / "trl.log", "TRL GRPOTrainer")
     worker = json.loads((out / "trl.json").read_text())
-    return summary(worker["name"], "tokenise, decode, advantages", worker["rows"], args)
+    return summary(worker["name"], "tokenise, decode, advantages", worker["rows"], rss, args)
 
 
-def summary(name: str, other_is: str, rows: list[dict], args) -> dict:
-    """The mean of each per-step column; rollout tokens/s over all measured steps."""
+def summary(name: str, other_is: str, rows: list[dict], peak_rss_gib: float, args) -> dict:
+    """The mean of each per-step column; rollout tokens/s over all measured steps; the run's peak RSS."""
     mean = {key: sum(r[key] for r in rows) / len(rows) for key in rows[0]}
     tokens = sum(r["response_len"] for r in rows) * args.prompts * args.group_size
-    return {"name": name, "other_is": other_is, **mean, "rollout_tps": tokens / sum(r["generate"] for r in rows)}
+    return {"name": name, "other_is": other_is, **mean, "rollout_tps": tokens / sum(r["generate"] for r in rows),
+            "peak_rss_gib": peak_rss_gib}
 
 
-def run_logged(cmd, log: Path, what: str):
+def run_logged(cmd, log: Path, what: str) -> float:
+    """Run cmd to completion; its peak RSS in GiB."""
     print(f"{what}: {' '.join(cmd)}", flush=True)
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
     with open(log, "w") as f:
-        done = subprocess.run(cmd, stdout=f, stderr=subprocess.STDOUT, cwd=ROOT, env=env)
-    if done.returncode:
+        child = subprocess.Popen(cmd, stdout=f, stderr=subprocess.STDOUT, cwd=ROOT, env=env)
+        # wait4 rather than getrusage(RUSAGE_CHILDREN), whose ru_maxrss is the largest of ALL children so far: this
+        # child's own high-water mark (the max over its tree's processes, not their sum), in KiB on Linux
+        _, status, usage = os.wait4(child.pid, 0)
+        child.returncode = os.waitstatus_to_exitcode(status)
+    if child.returncode:
         tail = "".join(log.read_text().splitlines(keepends=True)[-30:])
-        raise SystemExit(f"{what} failed (exit {done.returncode}); the end of its log:\n{tail}")
+        raise SystemExit(f"{what} failed (exit {child.returncode}); the end of its log:\n{tail}")
+    return usage.ru_maxrss / 2**20
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -324,16 +363,17 @@ def report(args, runs: list[list[dict]], rollout_rows, skipped, load_before) -> 
         lines += [f"## One GRPO step: {args.runs} interleaved runs of each trainer, each the mean of {args.steps} "
                   f"steps after {args.warmup} warm-up", "",
                   "| trainer | step s | generate s | reward s | train s | other s (what) | response tokens | "
-                  "rollout tok/s | mean reward | step / TRL's (per run) |",
-                  "|---|---|---|---|---|---|---|---|---|---|"]
+                  "rollout tok/s | mean reward | step / TRL's (per run) | peak RSS GiB | peak RSS / TRL's (per run) |",
+                  "|---|---|---|---|---|---|---|---|---|---|---|---|"]
         for r in runs:
             column = {key: [run[key] for run in r] for key in r[0] if key not in ("name", "other_is")}
             ratio = spread([a["step"] / b["step"] for a, b in zip(r, trl)]) + "x" if trl else "-"
+            rss_ratio = spread([a["peak_rss_gib"] / b["peak_rss_gib"] for a, b in zip(r, trl)]) + "x" if trl else "-"
             lines.append(f"| {r[0]['name']} | {spread(column['step'])} | {spread(column['generate'])} | "
                          f"{spread(column['reward'])} | {spread(column['train'])} | {spread(column['other'])} "
                          f"({r[0]['other_is']}) | {spread(column['response_len'], '.1f')} | "
                          f"{spread(column['rollout_tps'], ',.0f')} | {spread(column['reward_mean'], '.3f')} | "
-                         f"{ratio} |")
+                         f"{ratio} | {spread(column['peak_rss_gib'])} | {rss_ratio} |")
         lines.append("")
     if rollout_rows:
         base = rollout_rows[0]["tps"]
