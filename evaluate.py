@@ -97,8 +97,7 @@ parser.add_argument("--top-p", type=probability, help="default: the protocol's (
 parser.add_argument("--top-k", type=non_negative_int, help="default: the protocol's (SAMPLING; 0: off)")
 parser.add_argument("--max-new-tokens", type=positive_int, help="for every benchmark (default: each benchmark's own)")
 add_engine_flag(parser, "generation")
-add_engine_dtype_flag(parser, "vLLM's own rule, the checkpoint's dtype but bf16 for an fp32 checkpoint; float32 "
-                              "computes as the native engine does (always fp32), so their greedy texts agree")
+add_engine_dtype_flag(parser)
 parser.add_argument("--gpu-memory-utilization", type=probability, default=0.9,
                     help="vLLM: the share of each GPU its weights and KV cache may take (evaluation has the GPU to "
                          "itself, unlike the trainer's colocated engine)")
