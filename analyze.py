@@ -22,8 +22,6 @@ from report import write_summary
 from rewards import DOMAINS
 
 ROOT = Path(__file__).resolve().parent
-# what --engine-dtype auto means for kl's sampler and self-verify's judge
-VLLM_AUTO = "vLLM's own rule, the checkpoint's dtype but bf16 for an fp32 checkpoint; float32 computes as native"
 ANALYSES = (weights, kl, gains, self_verify)  # each module's docstring is its part of --help
 SECTIONS = ("weights", "kl", "gains", "self-verify")  # the order of summary.md
 OUTPUTS = """\
@@ -66,7 +64,7 @@ def parse_args(argv=None):
     k.add_argument("--benchmarks", nargs="+", default=[], metavar="DOMAIN=BENCHMARK",
                    help="the benchmark giving a domain's Δ (default toy_DOMAIN)")
     add_engine_flag(k, "sampling")
-    add_engine_dtype_flag(k, VLLM_AUTO)
+    add_engine_dtype_flag(k)
     k.add_argument("--batch-size", type=positive_int, default=64,
                    help="sequences per engine call and per scoring forward")
     k.add_argument("--device", default="cpu", help="where the models score, e.g. cuda")
@@ -96,7 +94,7 @@ def parse_args(argv=None):
     v.add_argument("--thinking", action=argparse.BooleanOptionalAction, default=True,
                    help="Qwen3's thinking mode for the judge (--no-thinking: the empty think block)")
     add_engine_flag(v, "judging")
-    add_engine_dtype_flag(v, VLLM_AUTO)
+    add_engine_dtype_flag(v)
     v.add_argument("--batch-size", type=positive_int, default=64, help="judge prompts per engine call")
 
     sub.add_parser("demo", parents=[seeded], help="weights and kl on the tiny preset (the default command)")

@@ -179,8 +179,14 @@ def add_engine_flag(parser: argparse.ArgumentParser, role: str):
                              "models want; a real model on GPUs wants vllm (the recipes pass it)")
 
 
-def add_engine_dtype_flag(parser: argparse.ArgumentParser, auto: str):
-    """--engine-dtype, one definition for every script that opens a vLLM engine; `auto` says what auto means there."""
+# What --engine-dtype auto means where a script leaves the dtype to vLLM (evaluate.py, analyze.py)
+VLLM_AUTO_DTYPE = ("vLLM's own rule, the checkpoint's dtype but bf16 for an fp32 checkpoint; float32 computes as the "
+                   "native engine does (always fp32), so the two engines' greedy texts agree")
+
+
+def add_engine_dtype_flag(parser: argparse.ArgumentParser, auto: str = VLLM_AUTO_DTYPE):
+    """--engine-dtype, one definition for every script that opens a vLLM engine; `auto` says what auto means there
+    where the script decides it (train_grpo.py: the trainer's compute dtype)."""
     parser.add_argument("--engine-dtype", choices=("auto", "bfloat16", "float32"), default="auto",
                         help=f"vLLM's compute dtype. auto: {auto}")
 

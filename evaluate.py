@@ -47,7 +47,7 @@ import json
 import math
 import zlib
 from collections import defaultdict
-from dataclasses import replace
+from dataclasses import fields, replace
 from functools import cached_property
 from pathlib import Path
 
@@ -97,8 +97,7 @@ parser.add_argument("--top-p", type=probability, help="default: the protocol's (
 parser.add_argument("--top-k", type=non_negative_int, help="default: the protocol's (SAMPLING; 0: off)")
 parser.add_argument("--max-new-tokens", type=positive_int, help="for every benchmark (default: each benchmark's own)")
 add_engine_flag(parser, "generation")
-add_engine_dtype_flag(parser, "vLLM's own rule, the checkpoint's dtype but bf16 for an fp32 checkpoint; float32 "
-                              "computes as the native engine does (always fp32), so their greedy texts agree")
+add_engine_dtype_flag(parser)
 parser.add_argument("--gpu-memory-utilization", type=probability, default=0.9,
                     help="vLLM: the share of each GPU its weights and KV cache may take (evaluation has the GPU to "
                          "itself, unlike the trainer's colocated engine)")
@@ -273,7 +272,7 @@ class Cache:
     files, sampling), so samples drawn differently never mix and coming back to earlier settings finds their
     samples again. One part file per engine call, each written whole (temp file, then rename): a run killed at any
     moment leaves only complete parts."""
-    FIELDS = ("record_id", "prompt_ids", "response_ids", "logprobs", "text", "finish_reason")
+    FIELDS = tuple(f.name for f in fields(Sample))  # a row: these and its index, "sample"; any other key is ignored
 
     def __init__(self, directory: Path, settings: dict):
         text = json.dumps(settings, sort_keys=True)
@@ -288,8 +287,7 @@ class Cache:
         for part in sorted(self.dir.glob("part-*.jsonl")):
             for _, row in read_jsonl(part):
                 if prompts.get(row["record_id"]) == row["prompt_ids"]:
-                    j = row.pop("sample")
-                    samples[row["record_id"], j] = Sample(**row)
+                    samples[row["record_id"], row["sample"]] = Sample(**{f: row[f] for f in self.FIELDS})
         return samples
 
     def write(self, samples: dict) -> None:

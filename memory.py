@@ -4,13 +4,16 @@
     saved_bytes_per_token(config, dtype, checkpointing)       activation bytes autograd keeps per token (forward ->
                                                               backward), counted op by op from model.py and kernels/
     plan_bytes(config, world, tokens_per_rank, ...)           {what: bytes} on one rank under FSDP2 over `world`
+    batch_bytes(tokens, response_tokens, packed, pi_old)      a GRPO step's grpo.Batch, on the device all the step
 
 The counts follow the code, not a rule of thumb: tests/test_memory.py measures the saved tensors of a forward with
-torch.autograd.graph.saved_tensors_hooks at the Qwen3-4B layer shape and compares.
+torch.autograd.graph.saved_tensors_hooks at the Qwen3-4B layer shape and compares, and the tensors of a batch that
+grpo.build_batch built.
 """
 import torch
 
 FP32 = 4
+INT64 = 8
 
 
 def parameter_count(config) -> int:
@@ -92,6 +95,19 @@ def plan_bytes(config, world: int, tokens_per_rank: int = 0, checkpointing: bool
         "transient, the larger: root gradients in backward or the weight sync's largest tensor":
             max(3 * e * config.vocab_size * H, FP32 * config.vocab_size * H),
     }
+
+
+def batch_bytes(tokens: int, response_tokens: int, packed: bool, pi_old: bool) -> int:
+    """Bytes of a GRPO step's grpo.Batch on one rank: built once before the first forward of the step and kept to its
+    end, beside everything plan_bytes counts. `tokens` are its token-row positions (prompt + response, padding
+    included) and `response_tokens` the positions of its (B, R) per-response-token tensors (R: the longest response
+    in each micro-batch). Per micro-batch (grpo.MicroBatch, logprobs.Tokens): the rows' ids and targets, int64, and
+    with packing their position ids; per response position the int64 index into the rows and the fp32 mask,
+    advantage, engine logprob, and pi_old's logprob where the step scores it (off policy - several mini-batches or
+    PPO epochs - and MT-OPD, whose teacher term then replaces the advantages: no tensor more)."""
+    per_row_position = INT64 * (3 if packed else 2)
+    per_response_position = INT64 + FP32 * (4 if pi_old else 3)
+    return tokens * per_row_position + response_tokens * per_response_position
 
 
 def resident_bytes() -> int:

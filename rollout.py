@@ -13,7 +13,7 @@ rank; the native engine (model.py's KV-cache generator) runs wherever vLLM is ab
 import gc
 import importlib.util
 import os
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 
 import torch
 
@@ -29,8 +29,6 @@ class Sample:
     logprobs: list[float]  # the engine's, per response token: log_softmax(logits / temperature)
     text: str  # the response decoded, special tokens dropped
     finish_reason: str  # "stop" | "length"
-    reward: float | None = None  # set by scoring
-    info: dict = field(default_factory=dict)
 
 
 class NativeEngine:

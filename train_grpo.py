@@ -320,6 +320,11 @@ def plan(args, config, train_prompts, teacher_dirs, world) -> str:
     device = args.dry_run if args.dry_run in ("cuda", "cpu") else "cuda" if torch.cuda.is_available() else "cpu"
     states = memory.plan_bytes(config, world, micro_tokens, args.activation_checkpointing,
                                torch.bfloat16 if device == "cuda" else torch.float32, path=device)
+    # the step's samples on this rank as token rows, advantages and logprobs, each sample at its longest
+    per_rank = -(-samples // world)
+    states["GRPO batch: token rows, advantages, logprobs (the whole step)"] = memory.batch_bytes(
+        per_rank * longest, per_rank * args.max_response_len, bool(args.max_tokens_per_micro_batch),
+        pi_old=bool(teacher_dirs) or args.mini_batches > 1 or args.ppo_epochs > 1)
     frozen = bool(args.kl_coef) + len(teacher_dirs)  # a reference and teachers: sharded weights, no optimizer
     if frozen:
         states[f"{frozen} frozen model(s): reference, teachers (fp32, sharded)"] = \

@@ -22,20 +22,21 @@ The protocol (`protocol=`, one of PROTOCOLS; every entry point's --protocol) pic
   registry leaves out score 0 as its KeyError does there (rewards/ifeval.py, PAPER_UNREGISTERED).
 """
 import importlib
+import io
 import multiprocessing
 import os
 import re
 import shutil
 import signal
-import sys
 import tempfile
 import threading
 import time
-import types
 import weakref
 from collections import deque
 from dataclasses import dataclass, field
+from multiprocessing import forkserver, popen_forkserver, reduction, spawn, util
 from multiprocessing.connection import Connection, wait
+from multiprocessing.context import ForkServerProcess, set_spawning_popen
 from multiprocessing.process import BaseProcess
 from typing import NamedTuple
 
@@ -101,6 +102,43 @@ class Worker(NamedTuple):
     process: BaseProcess
     conn: Connection
     scratch: str  # its temp dir
+
+
+class MainlessPopen(popen_forkserver.Popen):
+    """A forkserver start that does not tell the child the caller's main script.
+
+    multiprocessing hands every child its parent's main script (spawn.get_preparation_data), which the child runs
+    again at start as "__mp_main__" (spawn.prepare) so that what the script defines unpickles there. A worker needs
+    nothing from the caller's script - `serve` lives here - yet each would re-import a trainer's modules, torch
+    included: 13 s before a new pool's first score on a 2-core machine. (The forkserver could run the script once
+    for all, but Python 3.11's never does - forkserver.py looks for a "main_path" that get_preparation_data does not
+    return - and the server would then hold torch.) The main entries are left out of this one child's data; the
+    caller's own __main__ is never touched, so its other threads see it whole while a worker starts.
+    """
+
+    def _launch(self, process_obj):
+        # CPython's popen_forkserver.Popen._launch (the same in 3.10-3.14) but for the pop of the main entries
+        prep_data = spawn.get_preparation_data(process_obj._name)
+        prep_data.pop("init_main_from_path", None)
+        prep_data.pop("init_main_from_name", None)
+        buf = io.BytesIO()
+        set_spawning_popen(self)
+        try:
+            reduction.dump(prep_data, buf)
+            reduction.dump(process_obj, buf)
+        finally:
+            set_spawning_popen(None)
+        self.sentinel, w = forkserver.connect_to_new_process(self._fds)
+        # the child watches this duplicate of the data pipe's write end to learn that its parent died
+        parent_w = os.dup(w)
+        self.finalizer = util.Finalize(self, util.close_fds, (parent_w, self.sentinel))
+        with open(w, "wb", closefd=True) as f:
+            f.write(buf.getbuffer())
+        self.pid = forkserver.read_signed(self.sentinel)
+
+
+class WorkerProcess(ForkServerProcess):
+    _Popen = staticmethod(MainlessPopen)
 
 
 class ScorePool:
@@ -212,16 +250,8 @@ class ScorePool:
         scratch = tempfile.mkdtemp(prefix=f"m2rl-score-{os.getpid()}-")
         os.chmod(scratch, 0o711)  # the code sandbox's user must reach its work dir inside
         conn, child_conn = self.context.Pipe()
-        process = self.context.Process(target=serve, args=(child_conn, scratch), daemon=True)
-        # Started as if the caller had no main script. A forkserver child runs the caller's script again at start
-        # (as "__mp_main__") unless its server preloaded it, and Python 3.11's never does (it ignores the main path
-        # it is given): every worker would re-import a trainer's modules, torch included - measured 13 s before a
-        # new pool's first score on this 2-core machine - though it needs nothing from them.
-        main, sys.modules["__main__"] = sys.modules["__main__"], types.ModuleType("__main__")
-        try:
-            process.start()
-        finally:
-            sys.modules["__main__"] = main
+        process = WorkerProcess(target=serve, args=(child_conn, scratch), daemon=True)
+        process.start()
         child_conn.close()
         return Worker(process, conn, scratch)
 

@@ -12,6 +12,8 @@ from pathlib import Path
 import pytest
 from torch.distributed.run import get_args_parser
 
+from cli import VLLM_AUTO_DTYPE
+
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPTS = ("train_grpo", "train_sft", "merge", "evaluate", "analyze", "generate", "experiment")
 
@@ -97,3 +99,16 @@ def test_bad_input_ends_in_one_line_naming_the_file(script, flags, tmp_path):
     expected = (f"error: {model / 'model.safetensors'}: not a readable safetensors file" if script == "generate.py"
                 else f"error: {data}:1: missing key 'messages'")
     assert done.stderr.strip().splitlines()[-1].startswith(expected)
+
+
+def test_engine_dtype_is_one_flag_with_one_text():
+    """Every parser that opens a vLLM engine has --engine-dtype from cli.add_engine_dtype_flag: the same choices and
+    default, and the same help wherever auto is vLLM's own rule (evaluate, analyze kl and self-verify); train_grpo's
+    auto is its own (the trainer's dtype). Reference: argparse's own action for each parser."""
+    actions = {" ".join([script, *p.prog.split()[1:]]): a for script in SCRIPTS for p in parsers(script)
+               for a in p._actions if "--engine-dtype" in a.option_strings}  # a sub-command's prog ends in its name
+    assert sorted(actions) == ["analyze kl", "analyze self-verify", "evaluate", "train_grpo"]
+    assert {(a.choices, a.default) for a in actions.values()} == {(("auto", "bfloat16", "float32"), "auto")}
+    trainer = actions.pop("train_grpo")
+    assert {a.help for a in actions.values()} == {f"vLLM's compute dtype. auto: {VLLM_AUTO_DTYPE}"}
+    assert trainer.help.startswith("vLLM's compute dtype. auto: the trainer's compute dtype")

@@ -8,6 +8,7 @@ uninterrupted run, counting every sample the engine generates.
 """
 import base64
 import csv
+import dataclasses
 import importlib.util
 import itertools
 import json
@@ -27,7 +28,7 @@ from benchmarks import (BENCHMARKS, LETTERS, TEMPLATES, BenchmarkError, Options,
 from cli import listed
 from data.record import Record
 from evaluate import avg_at_k, if_levels, pass_at_k, ratio, table
-from rollout import NativeEngine
+from rollout import NativeEngine, Sample
 
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURES = ROOT / "tests/fixtures/bench"
@@ -378,6 +379,20 @@ def test_an_interrupted_evaluation_resumes_from_the_cache(tmp_path, monkeypatch)
         assert rescore == [3, 4, 4, 4, 4, 4, 4]
         run_main(tmp_path / "resumed", "--engine-dtype", "auto")
         assert rescore == [3, 4, 4, 4, 4, 4, 4]
+
+
+def test_the_cache_reads_back_what_it_wrote_and_ignores_other_keys(tmp_path):
+    """Reference: the Samples written. A row is a Sample's fields and its index; a row that also carries a reward and
+    an info (the samples/ rows' keys; Sample's own fields once) loads as the same Sample, and a row whose prompt
+    changed does not load at all."""
+    cache = evaluate.Cache(tmp_path, {"model": "m"})
+    first, second = (Sample("r0", [1, 2], [3, 4], [-0.5, -0.25], "hi", "stop"),
+                     Sample("r1", [5], [6], [-1.0], "yo", "length"))
+    cache.write({("r0", 0): first, ("r1", 0): second})
+    with_score = [json.dumps({"sample": 1, **dataclasses.asdict(first), "reward": 1.0, "info": {"answer": "hi"}})]
+    (cache.dir / "part-000001.jsonl").write_text("\n".join(with_score) + "\n")
+    assert cache.read({"r0": [1, 2], "r1": [5]}) == {("r0", 0): first, ("r1", 0): second, ("r0", 1): first}
+    assert cache.read({"r0": [1, 2], "r1": [7]}) == {("r0", 0): first, ("r0", 1): first}
 
 
 def test_benchmarks_are_space_or_comma_separated():

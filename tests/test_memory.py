@@ -5,7 +5,8 @@ runs on a CPU), recorded with torch.autograd.graph.saved_tensors_hooks: each dis
 The CPU path (kernels/eager.py, SDPA) is measured as it runs. The CUDA path runs its real Triton kernels under
 TRITON_INTERPRET=1 with flash-attn replaced by a stand-in that keeps what flash-attn's FlashAttnVarlenFunc keeps
 (q, k, v, out, a fp32 softmax_lse per head and token; flash_attn_interface.py save_for_backward) and computes with
-SDPA. parameter_count is checked against the model built on the meta device and Qwen3-4B's published 4.02B.
+SDPA. parameter_count is checked against the model built on the meta device and Qwen3-4B's published 4.02B, and
+batch_bytes against the nbytes of every tensor of a batch that grpo.build_batch built, pi_old scored on it by the model.
 """
 import os
 
@@ -16,8 +17,11 @@ import torch
 import torch.nn.functional as F
 
 import model as m2rl_model
-from memory import parameter_count, plan_bytes, saved_bytes_per_token
-from model import PRESETS, Qwen3Config, Qwen3ForCausalLM, recompute_activations
+from grpo import build_batch
+from logprobs import response_logprobs
+from memory import batch_bytes, parameter_count, plan_bytes, saved_bytes_per_token
+from model import PRESETS, Qwen3Config, Qwen3ForCausalLM, from_preset, recompute_activations
+from test_logprobs import random_samples
 
 TOKENS = 16
 
@@ -120,3 +124,25 @@ def test_plan_shards_the_fp32_state_and_scales_activations_with_tokens():
     # ~4 MB per token at the 4B shape without recompute (issue 24's measurement), ~0.3 MB with it
     assert 3.9e6 < saved_bytes_per_token(config, torch.bfloat16, False) < 4.1e6
     assert saved_bytes_per_token(config, torch.bfloat16, True) < 0.35e6
+
+
+@pytest.mark.parametrize("max_tokens", [0, 16])
+@pytest.mark.parametrize("pi_old", [False, True])
+def test_batch_bytes_equal_the_batch_grpo_builds(max_tokens, pi_old, world_of_one, one_thread):
+    """Reference: the nbytes of every tensor a real grpo.build_batch holds, counted against the token totals of the
+    samples it was built from (padded: equal lengths, so no row or response padding; packed: a sample's prompt may
+    differ, its response may not), pi_old scored by the model where the step is off policy (train_grpo's score_old)."""
+    shapes = [(5, 4)] * 6 if max_tokens == 0 else [(5, 4), (2, 4), (9, 4), (3, 4), (7, 4), (1, 4)]
+    samples = random_samples(shapes)
+    batch = build_batch(samples, [0.5] * len(samples), None, 2, 2, max_tokens, "cpu")
+    if pi_old:
+        model = from_preset("tiny", seed=0)
+        for mb in batch.micro_batches():
+            mb.old_lp = response_logprobs(model, mb.tokens, 1.0)[0].detach()
+    held = sum(t.nbytes for mb in batch.micro_batches()
+               for t in (*mb.tokens, mb.advantages, mb.rollout_lp, mb.old_lp) if t is not None)
+    tokens, response_tokens = sum(p + n for p, n in shapes), sum(n for _, n in shapes)
+    assert held == batch_bytes(tokens, response_tokens, packed=max_tokens > 0, pi_old=pi_old)
+    assert len(batch.micro_batches()) >= 4  # several micro-batches of each mini-batch were counted
+    # a response token, packed and off policy: 3 int64 row entries + the int64 index + 4 fp32 values = 48 bytes
+    assert batch_bytes(1, 1, packed=True, pi_old=True) == 48

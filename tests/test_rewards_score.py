@@ -5,9 +5,11 @@ trailing <|im_end|>, 0 without </think>); in-process `score()` for what the pool
 """
 import json
 import os
+import subprocess
 import sys
 import threading
 import time
+from pathlib import Path
 
 import pytest
 
@@ -165,3 +167,49 @@ def test_submitted_items_are_scored_before_collect_is_called():
         assert pool.collect() == {}  # each collect returns what was submitted since the last
         pool.submit("e", MATH, "\\boxed{0.5}")  # and the pool serves on
         assert pool.collect() == {"e": rewards.score(MATH, "\\boxed{0.5}")}
+
+# A caller's script: its top level leaves a file named by the pid of every process that runs it, and it defines a
+# class and a function that pickle by reference to __main__ (as a trainer's do when handed to a DataLoader worker).
+CALLER = """
+import os, pickle, sys, threading
+from pathlib import Path
+Path(sys.argv[1], str(os.getpid())).touch()
+
+class Job:
+    pass
+
+def job():
+    pass
+
+if __name__ == "__main__":
+    import rewards
+    from data.record import Record
+    with rewards.ScorePool(workers=1) as pool:
+        replaced = threading.Event()
+        def churn():
+            for _ in range(20):
+                pool.replace(0)
+            replaced.set()
+        threading.Thread(target=churn).start()
+        while not replaced.is_set():
+            pickle.dumps(Job()), pickle.dumps(job)
+        record = Record(id="r", domain="math", messages=[{"role": "user", "content": "q"}], verifier={"answer": "2"})
+        assert pool.score([record], ["\\\\boxed{2}"])[0].reward == 1.0
+"""
+
+
+def test_workers_start_without_the_callers_script(tmp_path):
+    """The pool's workers neither run the caller's script again (a trainer's would import torch in each: seconds
+    before the first score) nor make its __main__ look empty to the caller's other threads while one starts: the
+    script pickles its own class and function without a failure from its main thread while another thread replaces
+    workers (the pickle module's lookup of __main__.Job is the reference). The markers say which processes ran the
+    script's top level: this one only."""
+    script, markers = tmp_path / "caller.py", tmp_path / "markers"
+    script.write_text(CALLER)
+    markers.mkdir()
+    root = Path(__file__).resolve().parents[1]
+    caller = subprocess.Popen([sys.executable, str(script), str(markers)], stderr=subprocess.PIPE, text=True,
+                              env={**os.environ, "PYTHONPATH": str(root)})
+    _, err = caller.communicate(timeout=300)
+    assert caller.returncode == 0, err[-3000:]
+    assert [p.name for p in markers.iterdir()] == [str(caller.pid)]

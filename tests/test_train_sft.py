@@ -121,8 +121,8 @@ def test_the_data_path_holds_a_few_bytes_per_record_not_the_documents(tmp_path):
 def test_two_ranks_follow_the_single_process_curve(small_data, tmp_path):
     one = run([sys.executable], tmp_path / "one", small_data, "--micro-rows", "1", "--epochs", "0.5")
     assert one.returncode == 0, one.stderr[-3000:]
-    two = run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2"], tmp_path / "two", small_data,
-              "--micro-rows", "1", "--epochs", "0.5")
+    torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
+    two = run(torchrun, tmp_path / "two", small_data, "--micro-rows", "1", "--epochs", "0.5")
     assert two.returncode == 0, two.stderr[-3000:]
     a, b = curve(tmp_path / "one"), curve(tmp_path / "two")
     assert len(a) == len(b) >= 3
