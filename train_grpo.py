@@ -238,9 +238,14 @@ def main(args):
 
     # model: the policy sharded with FSDP2, each rank loading only its shard; a frozen sharded reference only when
     # the KL term is on
-    engine = open_rollout_engine(args, tokenizer, device, rank)
+    # vLLM starts before the policy loads (on GPU it sizes itself by the memory then free); a one-rank native engine
+    # is built over the policy's own weights, after it
+    shared_engine = args.engine == "native" and world == 1
+    engine = None if shared_engine else open_rollout_engine(args, tokenizer, device, rank)
     bf16 = device.type == "cuda"
     model = m2rl_dist.load_sharded(args.model, device, bf16, recompute=args.activation_checkpointing)
+    if shared_engine:
+        engine = NativeEngine.over_policy(model, tokenizer, batch_size=args.prompts_per_step * args.group_size)
     reference = m2rl_dist.load_sharded(args.model, device, bf16, frozen=True) if args.kl_coef > 0 else None
     teachers = load_teachers(teacher_dirs, device)
     save_dtype = DTYPES.get(model.config.dtype if args.save_dtype == "auto" else args.save_dtype, torch.float32)
@@ -325,7 +330,9 @@ def plan(args, config, train_prompts, teacher_dirs, world) -> str:
         states[f"{frozen} frozen model(s): reference, teachers (fp32, sharded)"] = \
             frozen * states["parameters (fp32, sharded)"]
     n_params = memory.parameter_count(config)
-    if args.engine == "native":  # a private full fp32 copy per rank, resident throughout
+    if args.engine == "native" and world == 1:  # NativeEngine.over_policy: no memory of its own
+        engine = {"native engine: the policy's own weights": 0}
+    elif args.engine == "native":  # a private full fp32 copy per rank, resident throughout
         engine = {"native engine: the policy, whole (fp32)": 4 * n_params}
     elif device == "cuda":  # asleep while the trainer works (sleep level 2 frees weights and KV cache)
         engine = {f"vLLM engine, awake while generating only: {args.gpu_memory_utilization} of the GPU": 0}
@@ -625,9 +632,10 @@ def load_teachers(dirs: dict, device) -> dict:
 
 
 def open_rollout_engine(args, tokenizer, device, rank):
-    """This rank's engine, colocated with its trainer shard. The native one runs on a private full fp32 copy of the
-    policy that it loads from --model itself, as vLLM does: the engine's memory, not the trainer's (a sharded model
-    cannot generate: each forward is a collective, and ranks stop at different lengths)."""
+    """This rank's engine, colocated with its trainer shard (on one rank the native engine is
+    NativeEngine.over_policy instead). The native one runs on a private full fp32 copy of the policy that it loads from
+    --model itself, as vLLM does: the engine's memory, not the trainer's (a sharded model cannot generate: each forward
+    is a collective, and ranks stop at different lengths)."""
     if args.engine == "native":
         return NativeEngine(load_model(args.model, device, torch.float32), tokenizer,
                             batch_size=args.prompts_per_step * args.group_size)
