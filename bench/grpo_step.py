@@ -46,6 +46,7 @@ official template), so TRL gets each prompt already rendered: the same token ids
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -161,6 +162,7 @@ def m2rl_steps(args, engine: str, out: Path) -> dict:
         cmd += ["--data", *(str(ROOT / f"data/toy/rl/{d}.jsonl") for d in args.domains.split(","))]
     rss = run_logged(cmd, out.with_suffix(".log"), f"m2rl ({engine} engine)")
     metrics = [row for _, row in read_jsonl(out / "metrics.jsonl")][args.warmup:]
+    shutil.rmtree(out)  # its checkpoint, ~10 GB at the 0.6B shape: --runs of them would fill the disk
     rows = []
     for m in metrics:
         split = {k: m[f"time/{k}_s"] for k in ("generate", "reward", "logprob", "train", "sync")}
