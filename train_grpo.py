@@ -141,8 +141,9 @@ parser.add_argument("--micro-batch", type=positive_int, default=16,
 parser.add_argument("--max-tokens-per-micro-batch", type=non_negative_int,
                     help="pack whole samples end to end into micro-batches of at most this many tokens (slime's "
                          "dynamic batching: no padding, long-tailed lengths cost what they are); 0: --micro-batch "
-                         "padded sequences instead (default: 16384 for a --model, 0 for the embedded tiny model, "
-                         "whose CPU attention pays a dense mask quadratic in the packed length)")
+                         "padded sequences instead (default: 16384 on GPUs, where flash-attn's varlen kernel keeps "
+                         "packed attention per sample; 0 on CPU, whose attention pays the packed row's block-diagonal "
+                         "mask as a dense one, quadratic in the row's length)")
 parser.add_argument("--balance-data", action=argparse.BooleanOptionalAction, default=True,
                     help="deal the step's samples over ranks so each trains on about as many tokens (the paper's "
                          "slime --balance-data)")
@@ -192,8 +193,10 @@ def main(args):
     if args.tis_cap is None:
         args.tis_cap = 0.0 if paper_opd else 2.0
     args.save_every = args.save_every if args.save_every is not None else 0 if embedded else 50
-    if args.max_tokens_per_micro_batch is None:
-        args.max_tokens_per_micro_batch = 0 if embedded else 16384
+    if args.max_tokens_per_micro_batch is None:  # packed on CPU, 8 samples of 94 tokens took 12% of the update in
+        # attention over the dense 752 x 752 mask, 8 times what padded rows cost (docs/benchmarks.md)
+        gpus = args.dry_run == "cuda" or (args.dry_run in (None, "auto") and torch.cuda.is_available())
+        args.max_tokens_per_micro_batch = 16384 if gpus and not embedded else 0
     if not embedded and not (args.data or args.blend):  # the toy prompts fit the embedded model's toy SFT only
         raise SystemExit(f"--model {args.model}: give the RL prompts with --data FILE... or --blend FILE (the toy "
                          f"prompts are the embedded tiny model's default only)")
@@ -238,9 +241,14 @@ def main(args):
 
     # model: the policy sharded with FSDP2, each rank loading only its shard; a frozen sharded reference only when
     # the KL term is on
-    engine = open_rollout_engine(args, tokenizer, device, rank)
+    # vLLM starts before the policy loads (on GPU it sizes itself by the memory then free); a one-rank native engine
+    # is built over the policy's own weights, after it
+    shared_engine = args.engine == "native" and world == 1
+    engine = None if shared_engine else open_rollout_engine(args, tokenizer, device, rank)
     bf16 = device.type == "cuda"
     model = m2rl_dist.load_sharded(args.model, device, bf16, recompute=args.activation_checkpointing)
+    if shared_engine:
+        engine = NativeEngine.over_policy(model, tokenizer, batch_size=args.prompts_per_step * args.group_size)
     reference = m2rl_dist.load_sharded(args.model, device, bf16, frozen=True) if args.kl_coef > 0 else None
     teachers = load_teachers(teacher_dirs, device)
     save_dtype = DTYPES.get(model.config.dtype if args.save_dtype == "auto" else args.save_dtype, torch.float32)
@@ -330,7 +338,9 @@ def plan(args, config, train_prompts, teacher_dirs, world) -> str:
         states[f"{frozen} frozen model(s): reference, teachers (fp32, sharded)"] = \
             frozen * states["parameters (fp32, sharded)"]
     n_params = memory.parameter_count(config)
-    if args.engine == "native":  # a private full fp32 copy per rank, resident throughout
+    if args.engine == "native" and world == 1:  # NativeEngine.over_policy: no memory of its own
+        engine = {"native engine: the policy's own weights": 0}
+    elif args.engine == "native":  # a private full fp32 copy per rank, resident throughout
         engine = {"native engine: the policy, whole (fp32)": 4 * n_params}
     elif device == "cuda":  # asleep while the trainer works (sleep level 2 frees weights and KV cache)
         engine = {f"vLLM engine, awake while generating only: {args.gpu_memory_utilization} of the GPU": 0}
@@ -630,9 +640,10 @@ def load_teachers(dirs: dict, device) -> dict:
 
 
 def open_rollout_engine(args, tokenizer, device, rank):
-    """This rank's engine, colocated with its trainer shard. The native one runs on a private full fp32 copy of the
-    policy that it loads from --model itself, as vLLM does: the engine's memory, not the trainer's (a sharded model
-    cannot generate: each forward is a collective, and ranks stop at different lengths)."""
+    """This rank's engine, colocated with its trainer shard (on one rank the native engine is
+    NativeEngine.over_policy instead). The native one runs on a private full fp32 copy of the policy that it loads from
+    --model itself, as vLLM does: the engine's memory, not the trainer's (a sharded model cannot generate: each forward
+    is a collective, and ranks stop at different lengths)."""
     if args.engine == "native":
         return NativeEngine(load_model(args.model, device, torch.float32), tokenizer,
                             batch_size=args.prompts_per_step * args.group_size)

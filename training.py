@@ -59,11 +59,16 @@ class Metrics:
 
 
 def adamw(model, lr, betas, weight_decay):
-    """AdamW with no decay on norms and biases (the parameters of fewer than 2 dimensions), as nanoGPT."""
+    """AdamW with no decay on norms and biases (the parameters of fewer than 2 dimensions), as nanoGPT.
+
+    The fused kernel (CPU and CUDA; HF Trainer's default, so TRL's, since torch 2.8): one pass per parameter, where
+    torch's default on CPU, the for-loop one, runs each of AdamW's ~10 element-wise ops as a pass of its own with
+    parameter-sized temporaries. Measured on a third of the Qwen3-0.6B shape's tensors, one thread: 0.27 s of CPU a step
+    against 2.04 s, and a peak 1.2 GiB lower (docs/benchmarks.md)."""
     decay = [p for p in model.parameters() if p.dim() >= 2]
     no_decay = [p for p in model.parameters() if p.dim() < 2]
     return torch.optim.AdamW([{"params": decay, "weight_decay": weight_decay},
-                              {"params": no_decay, "weight_decay": 0.0}], lr=lr, betas=tuple(betas))
+                              {"params": no_decay, "weight_decay": 0.0}], lr=lr, betas=tuple(betas), fused=True)
 
 
 def stream_indices(n, first, count, seed) -> torch.Tensor:

@@ -33,7 +33,9 @@ run beside it), then summarised the same way.
   vLLM engine gives torch back its thread count after start.
 
 Each trainer's peak RSS is its process's high-water mark (os.wait4's ru_maxrss: the largest process of its
-tree, which is the trainer itself; the scoring workers are small), beside its step time: the memory a step needs.
+tree, which is the trainer itself; the scoring workers fork from rewards.ScorePool's forkserver, which holds no model),
+beside its step time: the memory a step needs. Both update on one padded micro-batch of all the step's sequences:
+train_grpo's default on CPU (--micro-batch 16, no packing), TRL's per_device_train_batch_size = prompts x group.
 --preset builds, once, into --work, a random-weight checkpoint of that Qwen3 shape (model.PRESETS; fp32, as both
 trainers generate and train) carrying the real Qwen3 tokenizer from ../shared/peer/qwen3-tokenizer: at vocab
 151,936 the (tokens x vocab) logits are what a trainer's memory and time go to, which the tiny model's 512 hide.
@@ -44,6 +46,7 @@ official template), so TRL gets each prompt already rendered: the same token ids
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -159,6 +162,7 @@ def m2rl_steps(args, engine: str, out: Path) -> dict:
         cmd += ["--data", *(str(ROOT / f"data/toy/rl/{d}.jsonl") for d in args.domains.split(","))]
     rss = run_logged(cmd, out.with_suffix(".log"), f"m2rl ({engine} engine)")
     metrics = [row for _, row in read_jsonl(out / "metrics.jsonl")][args.warmup:]
+    shutil.rmtree(out)  # its checkpoint, ~10 GB at the 0.6B shape: --runs of them would fill the disk
     rows = []
     for m in metrics:
         split = {k: m[f"time/{k}_s"] for k in ("generate", "reward", "logprob", "train", "sync")}
@@ -359,6 +363,11 @@ def report(args, runs: list[list[dict]], rollout_rows, skipped, load_before) -> 
              f"and {os.getloadavg()[0]:.1f} after (other jobs on the machine slow every number here; compare ratios "
              f"within one run only). Figures are median [min-max] over the repeats.", ""]
     if runs:
+        import memory
+        from model import Qwen3Config
+        n = memory.parameter_count(Qwen3Config.from_dir(args.model))
+        lines += [f"Both trainers hold the fp32 weights, their gradients and AdamW's two moments: 16 bytes x {n:,} "
+                  f"parameters = {16 * n / 2**30:.2f} GiB, the floor under either's peak RSS.", ""]
         trl = next((r for r in runs if r[0]["name"].startswith("TRL")), None)
         lines += [f"## One GRPO step: {args.runs} interleaved runs of each trainer, each the mean of {args.steps} "
                   f"steps after {args.warmup} warm-up", "",

@@ -122,6 +122,35 @@ def test_native_load_weights_copies_the_stream_in_place(tmp_path, tied):
     assert (engine.model.lm_head.weight is engine.model.model.embed_tokens.weight) == tied
 
 
+@pytest.mark.parametrize("tied", [True, False], ids=["tied", "untied"])
+def test_native_engine_over_a_one_rank_policy_generates_with_its_updated_weights(tmp_path, tied, world_of_one):
+    """NativeEngine.over_policy on the FSDP2 policy of a world of one: its parameters are the policy's own storage,
+    and after the policy's first forward, backward and AdamW step (which FSDP2 could have re-laid out), with no
+    load_weights, its samples' logprobs equal the updated policy's recomputation (reference: model.token_logprobs on
+    the sharded policy, as the trainer scores). The private-copy path of several ranks is the two-rank run's
+    (tests/test_train_grpo_run.py)."""
+    import dist as m2rl_dist
+    from training import adamw
+    make_checkpoint(tmp_path, tied)
+    tokenizer = Tokenizer.from_dir(tmp_path)
+    policy = m2rl_dist.load_sharded(tmp_path, torch.device("cpu"), bf16=False)
+    engine = NativeEngine.over_policy(policy, tokenizer, batch_size=4)
+    shards = {name: t.to_local().data_ptr() for name, t in policy.state_dict().items()}
+    prompts = chat_prompts(tokenizer)[:2]
+    samples = engine.generate(prompts, 2, sampling(seed=1))
+    optimizer = adamw(policy, 0.05, (0.9, 0.98), 0.1)
+    sum(lp.sum() for lp in recompute(policy, samples, 1.0)).backward()
+    optimizer.step()
+    assert {name: p.data_ptr() for name, p in engine.model.state_dict().items()} == shards  # still the policy's
+    assert (engine.model.lm_head.weight.data_ptr() == engine.model.model.embed_tokens.weight.data_ptr()) == tied
+    engine.load_weights(iter([("lm_head.weight", None)]))  # nothing to copy: the stream is not even read
+    after = engine.generate(prompts, 2, sampling(seed=1))
+    with torch.no_grad():
+        mean, worst = differences(after, recompute(policy, after, 1.0))
+    assert mean <= MEAN_TOL and worst <= MAX_TOL
+    assert [s.response_ids for s in after] != [s.response_ids for s in samples]  # the step changed what it samples
+
+
 def test_open_engine_native_and_unknown_kinds(tmp_path):
     model = make_checkpoint(tmp_path, tied=True)
     engine = open_engine(tmp_path, "native", batch_size=8)

@@ -94,6 +94,9 @@ def test_two_ranks_raise_the_eval_reward_of_both_domains(tmp_path):
                "--lr", "2e-5", "--reward-workers", "1")
     assert done.returncode == 0, done.stderr[-3000:]
     rows = [json.loads(l) for l in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    # each rank's native engine, a private copy synced after every step, samples as the trainer recomputes (the
+    # reference: its own logprobs of the same tokens, train/engine_logprob_abs_diff; tests/test_rollout.py's tolerance)
+    assert all(r["train/engine_logprob_abs_diff"] <= 2e-5 for r in rows if "train/loss" in r)
     before, after = rows[0], rows[-1]
     assert after["eval/all/reward"] >= before["eval/all/reward"] + RISE_MARGIN, (before, after)
     for domain in ("math", "code"):
