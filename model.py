@@ -696,7 +696,10 @@ def generate(model: Qwen3ForCausalLM, prompts: list[list[int]], sp: SamplingPara
     compile=True runs the decode steps through compiled_decode_step: the same tokens (tested), faster per step, once
     the process has paid the compile (tens of seconds on CPU, then cached on disk by inductor).
     on_finish(b, result) is called with each prompt's result as soon as it is complete - at its stop token, while
-    the rest of the batch decodes on - so that a caller can start on it (score it) early."""
+    the rest of the batch decodes on - so that a caller can start on it (score it) early.
+    Rows that stopped leave the batch (a quarter of it at a time), so the decode costs what the running rows need. A
+    sampled row's tokens depend on the seed and on which rows still run beside it (each step's draws are taken over
+    the rows in the batch): the same call gives the same samples; greedy rows are each their prompt's alone."""
     device = model.lm_head.weight.device
     cfg, B = model.config, len(prompts)
     L = max(len(p) for p in prompts)
