@@ -696,7 +696,10 @@ def generate(model: Qwen3ForCausalLM, prompts: list[list[int]], sp: SamplingPara
     compile=True runs the decode steps through compiled_decode_step: the same tokens (tested), faster per step, once
     the process has paid the compile (tens of seconds on CPU, then cached on disk by inductor).
     on_finish(b, result) is called with each prompt's result as soon as it is complete - at its stop token, while
-    the rest of the batch decodes on - so that a caller can start on it (score it) early."""
+    the rest of the batch decodes on - so that a caller can start on it (score it) early.
+    Rows that stopped leave the batch (a quarter of it at a time), so the decode costs what the running rows need. A
+    sampled row's tokens depend on the seed and on which rows still run beside it (each step's draws are taken over
+    the rows in the batch): the same call gives the same samples; greedy rows are each their prompt's alone."""
     device = model.lm_head.weight.device
     cfg, B = model.config, len(prompts)
     L = max(len(p) for p in prompts)
@@ -717,29 +720,37 @@ def generate(model: Qwen3ForCausalLM, prompts: list[list[int]], sp: SamplingPara
     rope = rope_cos_sin(torch.arange(S_max, device=device), cfg.head_dim, cfg.rope_theta)  # (S_max, head_dim) x 2
     logits = prefill(model, ids, positions, caches, rope)  # eager: a few calls, each of its own shape
     next_pos = positions[:, -1:] + 1  # (B, 1)
-    tokens_out, logprobs_out = [], []
-    done = torch.zeros(B, dtype=torch.bool, device=device)
+    tokens_out = torch.full((B, sp.max_new_tokens), -1, device=device)  # -1: after the row's stop token
+    logprobs_out = torch.zeros(B, sp.max_new_tokens, device=device)
+    rows = torch.arange(B, device=device)  # the rows still in the batch, by their index in prompts
+    done = torch.zeros(B, dtype=torch.bool, device=device)  # of those: which have stopped
     for step in range(sp.max_new_tokens):
         tokens, logprobs = sample_next(logits, sp, generator)
-        tokens_out.append(tokens.masked_fill(done, -1))  # -1 marks "after the stop token" for a finished row
-        logprobs_out.append(logprobs)
+        tokens_out[rows, step] = tokens.masked_fill(done, -1)
+        logprobs_out[rows, step] = logprobs
         finished = torch.isin(tokens, stop) & ~done
         done |= finished
         if on_finish is not None:
-            for b in finished.nonzero().flatten().tolist():
-                on_finish(b, result_of(torch.stack([t[b] for t in tokens_out]).tolist(),
-                                       torch.stack([lp[b] for lp in logprobs_out]).tolist(), sp))
+            for b in rows[finished].tolist():
+                on_finish(b, result_of(tokens_out[b, :step + 1].tolist(), logprobs_out[b, :step + 1].tolist(), sp))
         if done.all() or step == sp.max_new_tokens - 1:
             break
-        col = L + step  # finished rows keep decoding harmlessly: their outputs are masked above
+        if done.sum() * 4 >= len(rows):  # a quarter of the batch has stopped: drop those rows from the decode
+            # finished rows would otherwise decode to the end of the longest (GRPO's responses: a mean of 38 tokens
+            # in a batch running to ~90); compacting only by quarters copies the caches a few times per call
+            keep = (~done).nonzero().flatten()
+            rows, tokens, next_pos, done, valid = rows[keep], tokens[keep], next_pos[keep], done[keep], valid[keep]
+            for c in caches:
+                c.k, c.v, c.valid = c.k[keep], c.v[keep], valid
+        col = L + step  # rows that stopped since the last compaction decode on harmlessly: their outputs are masked
         valid[:, col] = True
         logits = step_fn(model, tokens[:, None], next_pos, caches, col, rope)
         next_pos += 1
 
-    tokens_out, logprobs_out = torch.stack(tokens_out, 1).tolist(), torch.stack(logprobs_out, 1).tolist()
+    tokens_out, logprobs_out = tokens_out.tolist(), logprobs_out.tolist()
     results = [result_of(tokens_out[b], logprobs_out[b], sp) for b in range(B)]
     if on_finish is not None:
-        for b in (~done).nonzero().flatten().tolist():  # cut at max_new_tokens
+        for b in rows[~done].tolist():  # cut at max_new_tokens
             on_finish(b, results[b])
     return results
 

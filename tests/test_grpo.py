@@ -75,7 +75,8 @@ def test_partition_packs_whole_samples_under_the_budget():
     assert [3] in parts  # longer than the budget: a micro-batch of its own
     assert all(sum(lengths[i] for i in p) <= 32 for p in parts if p != [3])
     assert parts == [[3], [0], [5, 2], [4, 1, 6]]  # first-fit decreasing by hand: 50 | 30 | 20+12 | 8+5+3
-    assert partition(lengths, list(range(7)), micro_batch=2, max_tokens=0) == [[0, 1], [2, 3], [4, 5], [6]]
+    # padded: micro_batch samples each, longest first, so rows of like length pad together: 50 30 | 20 12 | 8 5 | 3
+    assert partition(lengths, list(range(7)), micro_batch=2, max_tokens=0) == [[3, 0], [5, 2], [4, 1], [6]]
 
 
 @pytest.mark.parametrize("max_tokens", [0, 32])

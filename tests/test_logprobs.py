@@ -39,6 +39,33 @@ def test_batch_gathers_each_response_like_the_sequence_alone(layout):
         assert tokens.ids.shape == (1, sum(len(s.prompt_ids) + len(s.response_ids) for s in samples))
 
 
+@pytest.mark.parametrize("layout", [padded, packed])
+def test_head_on_response_positions_only_gives_every_rows_entropy_and_gradient(layout):
+    # reference: model.token_logprobs over the whole rows (the head at every position), then gathered at the
+    # response tokens. A prompt of one token puts a response target at flat position 0, where past-the-end entries
+    # of the (B, R) index point
+    model = from_preset("tiny", seed=0)
+    samples = random_samples([(1, 4), (6, 2), (3, 9)])
+    tokens = layout(samples)
+    weights = torch.randn(tokens.mask.shape, generator=torch.Generator().manual_seed(3))
+    results = []
+    for head_everywhere in (True, False):
+        model.zero_grad()
+        if head_everywhere:
+            lp, ent = model.token_logprobs(tokens.ids, tokens.targets, tokens.positions, temperature=0.7,
+                                           with_entropy=True)
+            lp, ent = lp.flatten()[tokens.index] * tokens.mask, ent.flatten()[tokens.index] * tokens.mask
+        else:
+            lp, ent = response_logprobs(model, tokens, temperature=0.7, with_entropy=True)
+        ((lp + 0.1 * ent) * weights).sum().backward()
+        results.append((lp.detach(), ent.detach(), [p.grad.clone() for p in model.parameters()]))
+    (lp_ref, ent_ref, grads_ref), (lp, ent, grads) = results
+    assert torch.allclose(lp, lp_ref, atol=1e-5) and torch.allclose(ent, ent_ref, atol=1e-5)
+    assert (lp[tokens.mask == 0] == 0).all() and (ent[tokens.mask == 0] == 0).all()  # zero past each end
+    for a, b in zip(grads, grads_ref, strict=True):
+        assert torch.allclose(a, b, atol=1e-6, rtol=1e-4)
+
+
 def test_sample_logprobs_scores_each_sample_like_the_sequence_alone():
     model = from_preset("tiny", seed=0)
     samples = random_samples([(5, 3), (2, 7), (9, 1), (4, 4), (3, 6)])

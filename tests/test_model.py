@@ -215,6 +215,36 @@ def test_stop_tokens_end_rows_independently():
         assert len(o["logprobs"]) == first + 1
 
 
+@pytest.mark.parametrize("compile", [False, True], ids=["eager", "compiled"])
+def test_rows_that_stop_leave_the_decode_and_the_rest_decode_on(compile, tmp_path):
+    """generate drops stopped rows from the batch (a quarter of it at a time) and decodes the rest from caches compacted
+    under them. Reference: transformers' greedy generate of each prompt alone, stopping at the same tokens; sampled
+    tokens' logprobs against the trainer's recomputation over prompt + response."""
+    ref = hf_model("tied-gqa2", seed=2)
+    ref.save_pretrained(tmp_path)
+    ours = load_model(tmp_path)
+    prompts = [[5 + i] + list(range(20, 20 + i)) for i in range(8)]  # 1-8 tokens
+    free = generate(ours, prompts, SamplingParams(max_new_tokens=24, temperature=0))
+    stop = sorted({o["token_ids"][3 * i] for i, o in enumerate(free)})  # tokens the rows reach at varied steps
+    out = generate(ours, prompts, SamplingParams(max_new_tokens=24, temperature=0, stop_token_ids=stop), compile=compile)
+    lengths = sorted(len(o["token_ids"]) for o in out)
+    assert lengths[len(prompts) // 4 - 1] < lengths[-1]  # a quarter stopped while others decoded on: compacted
+    for p, o in zip(prompts, out):
+        want = ref.generate(torch.tensor([p]), max_new_tokens=24, do_sample=False, eos_token_id=stop,
+                            pad_token_id=0)[0, len(p):].tolist()
+        assert o["token_ids"] == want
+    sp = SamplingParams(max_new_tokens=24, temperature=0.8, seed=3, stop_token_ids=list(range(0, 97, 6)))
+    sampled = generate(ours, prompts, sp, compile=compile)
+    assert len({len(o["token_ids"]) for o in sampled}) >= 3  # rows stopped at different steps
+    for p, o in zip(prompts, sampled):
+        seq = torch.tensor([p + o["token_ids"]])
+        targets = torch.full_like(seq, -100)
+        targets[0, len(p) - 1:-1] = seq[0, len(p):]
+        with torch.no_grad():
+            lp, _ = ours.token_logprobs(seq, targets, temperature=0.8)
+        assert torch.allclose(lp[0, len(p) - 1:-1], torch.tensor(o["logprobs"]), atol=1e-4)
+
+
 def test_top_k_top_p_support_matches_nucleus_definition():
     """Sampling support against the textbook definitions: top-k keeps the k largest; top-p keeps the smallest set of
     most likely tokens whose probability mass reaches p (Holtzman et al. 2020), applied after top-k as vLLM does."""
