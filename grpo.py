@@ -114,8 +114,8 @@ def build_batch(samples, advantages: list[float], domains: list[str] | None, min
     micro-batches by `partition`, packed (max_tokens > 0) or padded, and with `domains` never across two domains
     (each teacher scores the micro-batches of its own domain). Every rank holds as many micro-batches in each
     mini-batch as the busiest rank, because each FSDP forward is a collective that must pair up: the others are idle
-    ones, whose forward and backward add nothing. The batch stays on `device` for the step: ~50 bytes a token (int64
-    rows, fp32 per-token values), ~0.4 GB for a paper-scale rank's 8M tokens (256 samples of up to 32k)."""
+    ones, whose forward and backward add nothing. The batch stays on `device` for the step: at most 48 bytes a token (int64
+    rows, fp32 per-token values; `memory.batch_bytes` counts them), ~0.4 GB for a paper-scale rank's 8M tokens."""
     lengths = [len(s.prompt_ids) + len(s.response_ids) for s in samples]
     batch = Batch()
     for m in range(mini_batches):

