@@ -27,12 +27,15 @@ The native engine runs the checkpoint in its own dtype; where --dtype differs, b
 checkpoint in --dtype written once to --out (so lm-eval and evaluate.py read the very same weights).
 
 The report (--out/eval_vs_lmeval.md, printed):
-1. Prompt-level and instruction-level accuracy, strict and loose, from lm-eval, from evaluate.py, and from
-   rewards/ifeval.py on lm-eval's own generations (so generation and scoring differences are told apart).
+1. Prompt-level and instruction-level accuracy, strict and loose, from lm-eval, from lm-eval's checks run again on
+   its texts with langdetect seeded 0, from evaluate.py, and from rewards/ifeval.py on lm-eval's own generations (so
+   generation and scoring differences are told apart). langdetect samples n-grams at random; lm-eval, like the
+   official code, leaves it unseeded, so a few verdicts on texts of uncertain language (change_case:english_capital,
+   language:response_language) vary from one run of lm-eval to the next; rewards/ifeval.py seeds it 0.
 2. Prompts: how many of lm-eval's rendered prompts equal ours token for token.
 3. Generations: how many texts are identical; for the rest, where they first differ and how each ended.
 4. Scoring check, independent of generation: rewards/ifeval.py's per-instruction verdicts on lm-eval's generations
-   against lm-eval's verdicts, prompt by prompt. Keys 1122 and 1129 are left out: their letter_frequency asks for a
+   against lm-eval's verdicts, and against its seeded ones, prompt by prompt. Keys 1122 and 1129 are left out: their letter_frequency asks for a
    character that is not a letter, which the official code (and lm-eval's copy) replaces with a random one. A text
    holding `</think>` is marked: rewards/ scores only what follows it (the thinking models' answer), lm-eval the
    whole text. And the accuracies of both on the prompts whose generations are identical, which must agree exactly.
@@ -109,7 +112,12 @@ def main(args):
     verdicts_differ = [r.id for r in records if r.id in exact and any(
         rescored[r.id][mode] != theirs[r.id][mode] for mode in ("strict", "loose"))]
 
+    # langdetect samples at random and lm-eval leaves it unseeded (as the official code): lm-eval's own checks again on
+    # its texts with langdetect seeded 0, as rewards/ifeval.py seeds it
+    seeded = lmeval_verdicts(args, records, theirs, out, seed0=True)
+    seeded_differ = [i for i in exact if any(rescored[i][m] != seeded[i][m] for m in ("strict", "loose"))]
     columns = {"lm-eval": levels(records, {i: s for i, s in theirs.items()}),
+               "lm-eval's checks, langdetect seeded 0": levels(records, seeded),
                "evaluate.py": levels(records, ours),
                "rewards/ on lm-eval's texts": levels(records, rescored)}
     same = [r for r in records if r.id in identical and r.id in exact]
@@ -136,8 +144,13 @@ def main(args):
         f"{len(exact) - len(verdicts_differ)}/{len(exact)} prompts agree in strict and loose"
         + ("; differ: " + ", ".join(i + (" (has </think>)" if "</think>" in theirs[i]["text"] else "")
                                      for i in verdicts_differ) if verdicts_differ else ""),
+        f"- the same with lm-eval's checks run again with langdetect seeded 0, as rewards/ifeval.py seeds it (lm-eval "
+        f"and the official code leave it unseeded, so some verdicts vary from run to run): "
+        f"{len(exact) - len(seeded_differ)}/{len(exact)} prompts agree"
+        + (f"; differ: {', '.join(seeded_differ)}" if seeded_differ else ""),
         f"- on the {len(same)} prompts with identical generations (1122, 1129 left out): lm-eval "
-        + ", ".join(f"{k} {100 * v:.1f}" for k, v in levels(same, theirs).items()) + "; evaluate.py "
+        + ", ".join(f"{k} {100 * v:.1f}" for k, v in levels(same, theirs).items()) + "; lm-eval seeded 0 "
+        + ", ".join(f"{k} {100 * v:.1f}" for k, v in levels(same, seeded).items()) + "; evaluate.py "
         + ", ".join(f"{k} {100 * v:.1f}" for k, v in levels(same, ours).items()),
     ]
     differ = [r for r in records if r.id not in identical]
@@ -242,7 +255,10 @@ def run_lmeval(args, model: Path, out: Path):
 
 LMEVAL_SCORER = """
 import json, sys
+import langdetect
 from lm_eval.tasks.ifeval.utils import process_results
+if sys.argv[3:] == ["seed0"]:
+    langdetect.DetectorFactory.seed = 0  # as rewards/ifeval.py: every detection seeded 0
 rows = [json.loads(line) for line in open(sys.argv[1])]
 json.dump([process_results(row["doc"], [row["response"]]) for row in rows], open(sys.argv[2], "w"))
 """
@@ -255,15 +271,7 @@ def compare_scoring(args, records, out: Path):
         responses[row["prompt"]] = row["response"]
     docs = {f"ifeval-{row['key']}": row for _, row in read_jsonl(args.ifeval)}
     records = [r for r in records if docs[r.id]["prompt"] in responses]
-    nltk_data = out / "nltk_data"
-    write_punkt_tab(nltk_data / "tokenizers/punkt_tab/english")
-    (out / "to_score.jsonl").write_text("".join(
-        json.dumps({"doc": docs[r.id], "response": responses[docs[r.id]["prompt"]]}) + "\n" for r in records))
-    subprocess.run([args.lmeval_python, "-c", LMEVAL_SCORER, str(out / "to_score.jsonl"), str(out / "scored.json")],
-                   check=True, env={**os.environ, "NLTK_DATA": str(nltk_data)})
-    lmeval = json.loads((out / "scored.json").read_text())
-    theirs = {r.id: {"strict": v["inst_level_strict_acc"], "loose": v["inst_level_loose_acc"]}
-              for r, v in zip(records, lmeval)}
+    theirs = lmeval_verdicts(args, records, {r.id: {"text": responses[docs[r.id]["prompt"]]} for r in records}, out)
     ours = {r.id: rewards.score(r, responses[docs[r.id]["prompt"]]).info for r in records}
     exact = [r for r in records if r.id not in COIN_FLIPS]
     differ = [r.id for r in exact if any(ours[r.id][m] != theirs[r.id][m] for m in ("strict", "loose"))]
@@ -280,6 +288,22 @@ def compare_scoring(args, records, out: Path):
     report = "\n".join(lines) + "\n"
     (out / "scoring.md").write_text(report)
     print(report)
+
+
+def lmeval_verdicts(args, records, texts: dict, out: Path, seed0: bool = False) -> dict:
+    """lm-eval's own IFEval checks (process_results, in its venv) on texts[id]["text"]: {id: {strict, loose}}."""
+    if not records:
+        return {}
+    nltk_data = out / "nltk_data"
+    write_punkt_tab(nltk_data / "tokenizers/punkt_tab/english")
+    docs = {f"ifeval-{row['key']}": row for _, row in read_jsonl(args.ifeval)}
+    (out / "to_score.jsonl").write_text("".join(
+        json.dumps({"doc": docs[r.id], "response": texts[r.id]["text"]}) + "\n" for r in records))
+    subprocess.run([args.lmeval_python, "-c", LMEVAL_SCORER, str(out / "to_score.jsonl"), str(out / "scored.json")]
+                   + (["seed0"] if seed0 else []), check=True, env={**os.environ, "NLTK_DATA": str(nltk_data)})
+    scored = json.loads((out / "scored.json").read_text())
+    return {r.id: {"strict": v["inst_level_strict_acc"], "loose": v["inst_level_loose_acc"]}
+            for r, v in zip(records, scored)}
 
 
 def write_punkt_tab(directory: Path):
