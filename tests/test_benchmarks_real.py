@@ -14,7 +14,7 @@ import pytest
 
 import rewards
 from benchmarks import BENCHMARKS, Options, load
-from rewards.ifeval import CHECKS, missing_data
+from rewards.ifeval import CHECKS
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 DATA = SHARED / "real/data"
@@ -69,10 +69,4 @@ def test_instruction_following_files_load_with_a_check_for_every_id(name, path, 
     ids = [i for row in rows for i in row["instruction_id_list"]]
     assert len(rows) == prompts and len(ids) == instructions and set(ids) <= set(CHECKS)
     loaded = load(name, path, Options())
-    if name == "ifbench" and missing_data("words:start_verb"):
-        # its model is NLTK data that no package ships; the note says how to install it
-        assert len(loaded.records) == 294 and loaded.notes == [
-            "6 of 300 prompts skipped: they use 1 instruction ids rewards/ifeval.py cannot check: words:start_verb (6)",
-            f"words:start_verb needs {missing_data('words:start_verb')}"]
-    else:
-        assert len(loaded.records) == prompts and loaded.notes == []
+    assert len(loaded.records) == prompts and loaded.notes == []  # IFBench's 6 words:start_verb prompts included

