@@ -11,8 +11,6 @@ from typing import NamedTuple
 
 import torch
 
-from kernels import linear_logprobs
-
 
 class Tokens(NamedTuple):
     """Token rows for the forward pass, and each sample's response tokens as one padded (B, R) view of them.
@@ -74,11 +72,9 @@ def response_logprobs(model, tokens: Tokens, temperature: float, with_entropy: b
     model.token_logprobs with the head applied to the response positions only (as TRL's logits_to_keep): the prompt
     and padding positions' logits, which nothing reads, cost the head's matmuls forward and backward (a quarter of a
     Qwen3-0.6B token's FLOPs; half the positions of the toy step's micro-batches)."""
-    hidden = model(tokens.ids, tokens.positions).flatten(0, 1)[tokens.index]  # (B, R, H)
     targets = torch.where(tokens.mask.bool(), tokens.targets.flatten()[tokens.index], -100)  # -100: past the end
-    logprobs, entropy = linear_logprobs(hidden.flatten(0, 1), model.lm_head.weight, targets.flatten(),
-                                        temperature=temperature, with_entropy=with_entropy)
-    return logprobs.view(targets.shape), entropy.view(targets.shape) if with_entropy else None
+    return model.token_logprobs(tokens.ids, targets, tokens.positions, temperature=temperature,
+                                with_entropy=with_entropy, at=tokens.index)
 
 
 @torch.no_grad()

@@ -289,12 +289,14 @@ class Qwen3ForCausalLM(nn.Module):
     def logits(self, hidden):
         return self.lm_head(hidden).float()
 
-    def token_logprobs(self, input_ids, targets, position_ids=None, temperature=1.0, with_entropy=False):
+    def token_logprobs(self, input_ids, targets, position_ids=None, temperature=1.0, with_entropy=False, at=None):
         """log p(targets | prefix) per token, (B, T) fp32, through the chunked kernel: the (tokens x vocab) logits are
-        never materialised whole. Targets equal to -100 are ignored (logprob 0, no gradient)."""
-        hidden = self(input_ids, position_ids)
-        logprobs, entropy = linear_logprobs(hidden.flatten(0, 1), self.lm_head.weight, targets.flatten(),
-                                            temperature=temperature, with_entropy=with_entropy)
+        never materialised whole. Targets equal to -100 are ignored (logprob 0, no gradient). `at`, indices into the
+        flattened (B * T) positions: the head runs at those only (as TRL's logits_to_keep), `targets` and the result
+        then have at's shape."""
+        hidden = self(input_ids, position_ids).flatten(0, 1)
+        logprobs, entropy = linear_logprobs(hidden if at is None else hidden[at.flatten()], self.lm_head.weight,
+                                            targets.flatten(), temperature=temperature, with_entropy=with_entropy)
         shape = targets.shape
         return logprobs.view(shape), (entropy.view(shape) if entropy is not None else None)
 
