@@ -194,14 +194,18 @@ def test_sampled_logprobs_equal_trainer_recomputation():
     prompts = [[5, 6, 7], [9, 10, 11, 12, 13, 14]]
     sp = SamplingParams(max_new_tokens=12, temperature=0.7, top_p=0.9, top_k=20, seed=3)
     out = generate(model, prompts, sp)
-    for p, o in zip(prompts, out):
+    assert_logprobs_equal_recomputation(model, prompts, out, temperature=0.7)
+    assert out == generate(model, prompts, sp)  # same seed, same samples
+
+
+def assert_logprobs_equal_recomputation(model, prompts, outputs, temperature):
+    for p, o in zip(prompts, outputs):
         seq = torch.tensor([p + o["token_ids"]])
         targets = torch.full_like(seq, -100)
         targets[0, len(p) - 1:-1] = seq[0, len(p):]
         with torch.no_grad():
-            lp, _ = model.token_logprobs(seq, targets, temperature=0.7)
+            lp, _ = model.token_logprobs(seq, targets, temperature=temperature)
         assert torch.allclose(lp[0, len(p) - 1:-1], torch.tensor(o["logprobs"]), atol=1e-4)
-    assert out == generate(model, prompts, sp)  # same seed, same samples
 
 
 def test_stop_tokens_end_rows_independently():
@@ -236,13 +240,7 @@ def test_rows_that_stop_leave_the_decode_and_the_rest_decode_on(compile, tmp_pat
     sp = SamplingParams(max_new_tokens=24, temperature=0.8, seed=3, stop_token_ids=list(range(0, 97, 6)))
     sampled = generate(ours, prompts, sp, compile=compile)
     assert len({len(o["token_ids"]) for o in sampled}) >= 3  # rows stopped at different steps
-    for p, o in zip(prompts, sampled):
-        seq = torch.tensor([p + o["token_ids"]])
-        targets = torch.full_like(seq, -100)
-        targets[0, len(p) - 1:-1] = seq[0, len(p):]
-        with torch.no_grad():
-            lp, _ = ours.token_logprobs(seq, targets, temperature=0.8)
-        assert torch.allclose(lp[0, len(p) - 1:-1], torch.tensor(o["logprobs"]), atol=1e-4)
+    assert_logprobs_equal_recomputation(ours, prompts, sampled, temperature=0.8)
 
 
 def test_top_k_top_p_support_matches_nucleus_definition():
