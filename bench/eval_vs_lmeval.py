@@ -230,29 +230,39 @@ def run_evaluate(args, model: Path, out: Path, engine: str = "native"):
                         "strict": row["info"]["strict"], "loose": row["info"]["loose"]} for row in rows}, seconds
 
 
+def lmeval_tasks(args) -> str:
+    """The directory of lm-eval's own task files, in its venv (our task files include theirs)."""
+    return subprocess.run([args.lmeval_python, "-c", "import lm_eval; print(lm_eval.__path__[0])"],
+                          check=True, capture_output=True, text=True).stdout.strip() + "/tasks"
+
+
+def lmeval(args, model: Path, tasks: list[str], max_new_tokens: int, out: Path, extra: list[str] = (), **env):
+    """lm-eval's CLI on `tasks` (task files in out/tasks), HF backend, greedy with the chat template, offline;
+    per-sample logs in out/results; its request cache (sqlite, one row per generation as it finishes) in out/cache,
+    so a stopped run resumes."""
+    subprocess.run([args.lmeval_python, "-m", "lm_eval", "--model", "hf",
+                    "--model_args", f"pretrained={model},dtype={args.dtype}", "--device", "cpu",
+                    "--tasks", ",".join(tasks), "--include_path", str(out / "tasks"), "--apply_chat_template",
+                    "--gen_kwargs", f"max_gen_toks={max_new_tokens}", "--batch_size", str(args.batch_size),
+                    "--log_samples", "--output_path", str(out / "results"),
+                    "--use_cache", str(out / "cache" / model_tag(model)), *extra], check=True, cwd=out,
+                   env={**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1",
+                        "TOKENIZERS_PARALLELISM": "false", **env})
+
+
 def run_lmeval(args, model: Path, out: Path):
     """lm-eval's ifeval task on the local file; {record id: {prompt, text, strict, loose}}, its aggregate, wall time."""
     nltk_data = out / "nltk_data"
     write_punkt_tab(nltk_data / "tokenizers/punkt_tab/english")
-    import_path = subprocess.run([args.lmeval_python, "-c", "import lm_eval; print(lm_eval.__path__[0])"],
-                                 check=True, capture_output=True, text=True).stdout.strip()
     tasks = out / "tasks"
     tasks.mkdir(parents=True, exist_ok=True)
     (tasks / "ifeval_local.yaml").write_text(
-        f"include: {import_path}/tasks/ifeval/ifeval.yaml\ntask: ifeval_local\ndataset_path: json\n"
+        f"include: {lmeval_tasks(args)}/ifeval/ifeval.yaml\ntask: ifeval_local\ndataset_path: json\n"
         f"dataset_kwargs:\n  data_files:\n    train: {Path(args.ifeval).absolute()}\n")
     results = out / "results"
-    env = {**os.environ, "NLTK_DATA": str(nltk_data), "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1",
-           "TOKENIZERS_PARALLELISM": "false"}
     start = time.time()
-    subprocess.run([args.lmeval_python, "-m", "lm_eval", "--model", "hf",
-                    "--model_args", f"pretrained={model},dtype={args.dtype}", "--device", "cpu",
-                    "--tasks", "ifeval_local", "--include_path", str(tasks), "--apply_chat_template",
-                    "--gen_kwargs", f"max_gen_toks={args.max_new_tokens}", "--batch_size", str(args.batch_size),
-                    "--log_samples", "--output_path", str(results),
-                    # lm-eval's request cache (sqlite, one row per generation as it finishes): a stopped run resumes
-                    "--use_cache", str(out / "cache" / model_tag(model))]
-                   + (["--limit", str(args.limit)] if args.limit else []), check=True, env=env, cwd=out)
+    lmeval(args, model, ["ifeval_local"], args.max_new_tokens, out, ["--limit", str(args.limit)] if args.limit else [],
+           NLTK_DATA=str(nltk_data))
     seconds = time.time() - start
     samples_file = max(results.rglob("samples_ifeval_local_*.jsonl"), key=lambda p: p.stat().st_mtime)
     results_file = max(results.rglob("results_*.json"), key=lambda p: p.stat().st_mtime)
@@ -308,24 +318,15 @@ def compare_subsets(args, model: Path, out: Path):
                     "--data-dir", args.data_dir, "--limit", str(args.subsets), "--k", "1", "--temperature", "0",
                     "--engine", "native", "--max-new-tokens", str(args.subset_tokens), "--batch-size",
                     str(args.batch_size), "--out", str(out / "m2rl")], check=True, cwd=ROOT)
-    import_path = subprocess.run([args.lmeval_python, "-c", "import lm_eval; print(lm_eval.__path__[0])"],
-                                 check=True, capture_output=True, text=True).stdout.strip()
     tasks = out / "tasks"
     tasks.mkdir(exist_ok=True)
     for b, (_, include, to_doc) in SUBSETS.items():
         (tasks / f"{b}.jsonl").write_text("".join(json.dumps(to_doc(r)) + "\n" for r in records[b]))
         field = "problem" if b == "math500" else "question"
         (tasks / f"{b}_local.yaml").write_text(SUBSET_TASK.format(
-            include=f"{import_path}/tasks/{include}", task=f"{b}_local", data=tasks / f"{b}.jsonl", field=field))
-    results = out / "lmeval_results"
-    subprocess.run([args.lmeval_python, "-m", "lm_eval", "--model", "hf",
-                    "--model_args", f"pretrained={model},dtype={args.dtype}", "--device", "cpu",
-                    "--tasks", ",".join(f"{b}_local" for b in SUBSETS), "--include_path", str(tasks),
-                    "--apply_chat_template", "--gen_kwargs", f"max_gen_toks={args.subset_tokens}",
-                    "--batch_size", str(args.batch_size), "--log_samples", "--output_path", str(results),
-                    "--use_cache", str(out / "lmeval_cache" / model_tag(model))],
-                   check=True, env={**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1",
-                                    "TOKENIZERS_PARALLELISM": "false"}, cwd=out)
+            include=f"{lmeval_tasks(args)}/{include}", task=f"{b}_local", data=tasks / f"{b}.jsonl", field=field))
+    results = out / "results"
+    lmeval(args, model, [f"{b}_local" for b in SUBSETS], args.subset_tokens, out)
     lines = ["# GSM8K, MATH-500, MMLU-Redux: lm-evaluation-harness's tasks vs evaluate.py on the same prompts", "",
              f"Model {args.model} in {args.dtype}, greedy, max {args.subset_tokens} new tokens, the first "
              f"{args.subsets} records of each file; lm-eval's tasks zero-shot with our prompt as the question.", "",
