@@ -273,7 +273,8 @@ def test_nested_user_namespaces_are_refused():
     assert reward == 0.0 and "Operation not permitted" in info["failure"]["stderr"], info
 
 
-def test_a_killed_callers_cgroup_is_removed_by_the_next_sandbox(tmp_path):
+@pytest.mark.parametrize("short_limits", ["cold"], indirect=True)  # the sweep runs as a runner starts
+def test_a_killed_callers_cgroup_is_removed_by_the_next_runner(tmp_path):
     caller = subprocess.Popen([sys.executable, "-c", f"import sys; sys.path.insert(0, {str(ROOT)!r})\n"
                                "from rewards import code\n"
                                "code.verify('```python\\nwhile True:\\n    pass\\n```', "
@@ -323,6 +324,8 @@ print("not 3")"""
         first_uid = int(info["failure"]["stderr"])
         time.sleep(0.5)  # SIGKILL delivery
         assert [pid for pid in sandbox_processes() if os.stat(f"/proc/{pid}").st_uid >= code.SANDBOX_UID] == []
+        for directory in code.local.runner.cgroups:  # where the next job process is born: the runner alone
+            assert Path(f"{directory}/cgroup.procs").read_text().split() == [str(runner)]
         reward, info = code.verify(fence(second), two_tests)
         second_uid, seen = json.loads(info["failure"]["stderr"])
         assert seen == {"files": [], "globals": [False, False, False], "env": None, "processes": []}
