@@ -108,23 +108,27 @@ class Batch:
 
 
 def build_batch(samples, advantages: list[float], domains: list[str] | None, mini_batches: int, micro_batch: int,
-                max_tokens: int, device) -> Batch:
+                max_tokens: int, device, skip_zero: bool = False) -> Batch:
     """The step's batch on this rank: sample i (with `prompt_ids`, `response_ids` and the engine's `logprobs`) has
     one advantage for all its response tokens. Mini-batch m takes samples m, m + M, m + 2M, ...; each is cut into
     micro-batches by `partition`, packed (max_tokens > 0) or padded, and with `domains` never across two domains
     (each teacher scores the micro-batches of its own domain). Every rank holds as many micro-batches in each
     mini-batch as the busiest rank, because each FSDP forward is a collective that must pair up: the others are idle
-    ones, whose forward and backward add nothing. The batch stays on `device` for the step: at most 48 bytes a token (int64
+    ones, whose forward and backward add nothing. skip_zero: samples of advantage 0 get no micro-batch but count in
+    the mini-batch's sizes (their loss and gradient are exactly 0 under the policy loss alone); a mini-batch with
+    nothing left keeps one idle micro-batch, so its optimizer step still sees gradients, of 0, as AdamW's moments and
+    weight decay need. The batch stays on `device` for the step: at most 48 bytes a token (int64
     rows, fp32 per-token values; `memory.batch_bytes` counts them), ~0.4 GB for a paper-scale rank's 8M tokens."""
     lengths = [len(s.prompt_ids) + len(s.response_ids) for s in samples]
     batch = Batch()
     for m in range(mini_batches):
         mini = list(range(m, len(samples), mini_batches))
-        groups = {None: mini} if domains is None else {d: [i for i in mini if domains[i] == d]
-                                                       for d in dict.fromkeys(domains[i] for i in mini)}
+        trained = [i for i in mini if not (skip_zero and advantages[i] == 0.0)]
+        groups = {None: trained} if domains is None else {d: [i for i in trained if domains[i] == d]
+                                                          for d in dict.fromkeys(domains[i] for i in trained)}
         micro = [micro_batch_of(samples, part, [advantages[i] for i in part], domain, max_tokens > 0, device)
                  for domain, chosen in groups.items() for part in partition(lengths, chosen, micro_batch, max_tokens)]
-        n_micro = int(m2rl_dist.all_reduce_max(len(micro)))
+        n_micro = int(m2rl_dist.all_reduce_max(max(len(micro), 1 if mini else 0)))
         micro += [idle_micro_batch(device) for _ in range(n_micro - len(micro))]
         batch.minis.append(MiniBatch(micro, int(m2rl_dist.all_reduce_sum(len(mini))),
                                      int(m2rl_dist.all_reduce_sum(sum(len(samples[i].response_ids) for i in mini)))))

@@ -112,6 +112,10 @@ parser.add_argument("--protocol", choices=rewards.PROTOCOLS, default="toy",
 # the loss; defaults are the paper's (M2RL, verl)
 parser.add_argument("--no-std", action="store_true", help="advantage r - mean, not divided by std (Dr.GRPO)")
 parser.add_argument("--drop-zero-var", action="store_true", help="skip groups whose rewards are all equal (DAPO)")
+parser.add_argument("--train-zero-advantage", action="store_true",
+                    help="run the forward and backward of samples whose advantage is 0 too (by default skipped where "
+                         "their gradient is exactly 0, still counted in the loss's averages): the same update, with "
+                         "train/ token metrics over every sample, as verl's and TRL's")
 parser.add_argument("--eps-clip", type=non_negative_float, default=0.2, help="eps_low: the ratio's lower clip, 1 - eps")
 parser.add_argument("--eps-clip-high", type=non_negative_float,
                     help="default 0.28; 0.2 with --teachers under --protocol m2rl (the paper's MT-OPD script sets no "
@@ -394,6 +398,7 @@ class StepConfig:
     protocol: str
     no_std: bool
     drop_zero_var: bool
+    train_zero_advantage: bool
     mask_truncated: bool
     balance_data: bool
     opd_reward_coef: float
@@ -443,11 +448,19 @@ def train_step(step, prompts, trainer: Trainer, config: StepConfig) -> dict:
     stats.add("train/kept_fraction", len(keep), len(samples))
     # balance: the kept samples dealt out so every rank trains on about as many tokens (the paper's --balance-data)
     kept = [(samples[i], records[i].domain, advantages[i].item()) for i in keep]
-    if config.balance_data:
-        kept = m2rl_dist.balanced(kept, [len(s.prompt_ids) + len(s.response_ids) for s, _, _ in kept])
+    # A sample of advantage 0 adds exactly 0 to the loss and its gradient when the loss is the policy term alone
+    # (no KL to a reference, no entropy bonus, no teacher): its forward and backward are skipped, and it still counts
+    # in the aggregation's sizes, so the step is the same (to fp32 rounding, tested) for less work - whole groups
+    # that all scored alike, common in RLVR, cost nothing to train on.
+    skip_zero = not (config.train_zero_advantage or config.loss.kl_coef or config.loss.entropy_coef or trainer.teachers)
+    computed = [not (skip_zero and a == 0.0) for _, _, a in kept]
+    stats.add("train/computed_fraction", sum(computed), len(kept))
+    if config.balance_data:  # dealt by the work each sample costs
+        kept = m2rl_dist.balanced(kept, [(len(s.prompt_ids) + len(s.response_ids)) * c for (s, _, _), c in
+                                         zip(kept, computed)])
     samples, domains, advantages = [s for s, _, _ in kept], [d for _, d, _ in kept], [a for _, _, a in kept]
     batch = build_batch(samples, advantages, domains if trainer.teachers else None, config.mini_batches,
-                        config.micro_batch, config.max_tokens_per_micro_batch, trainer.device)
+                        config.micro_batch, config.max_tokens_per_micro_batch, trainer.device, skip_zero)
     if trainer.teachers:
         distill(batch, trainer, config.opd_reward_coef, config.loss.temperature, stats)
     elif config.mini_batches > 1 or config.ppo_epochs > 1:  # off policy after the first update: pi_old scored once

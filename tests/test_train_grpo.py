@@ -109,6 +109,35 @@ def test_packed_update_equals_padded(loss_agg, world_of_one, one_thread):
         assert torch.allclose(a, b, atol=1e-6, rtol=1e-5)
 
 
+@pytest.mark.parametrize("loss_agg", ["token-mean", "seq-mean-token-mean", "seq-mean-token-sum-norm"])
+def test_skipping_zero_advantage_samples_gives_the_same_update(loss_agg, world_of_one, one_thread):
+    # reference: the same update with every sample's forward and backward run (verl's and TRL's), on groups of which
+    # one scored alike (advantages exactly 0) and one sample sits at its group's mean; then a mini-batch of nothing but
+    # such samples, whose step must still get gradients (of 0) for AdamW's moments and weight decay
+    from train_grpo import Stats
+    model = from_preset("tiny", seed=0)
+    samples = random_samples([(6, 20), (3, 9), (9, 4), (5, 12), (4, 7), (7, 3)])
+    rewards = torch.tensor([[1.0, 1.0, 1.0], [0.0, 0.5, 1.0]])
+    advantages = train_grpo.group_advantages(rewards).flatten().tolist()
+    assert advantages.count(0.0) == 4
+    config = LossConfig(temperature=1.0, eps_clip=0.2, eps_clip_high=0.28, tis_cap=2.0, kl_coef=0.0, kl_estimator="k3",
+                        entropy_coef=0.0, loss_agg=loss_agg, max_response_len=20, grad_clip=1e9)
+    for chosen in (range(6), range(3)):
+        results = []
+        for skip_zero in (False, True):
+            batch = build_batch([samples[i] for i in chosen], [advantages[i] for i in chosen], None, 1, 2, 0, "cpu",
+                                skip_zero)
+            optimizer = GradientRecorder(model.parameters())
+            update(cpu_trainer(model, None, optimizer), batch.minis[0], config, Stats())
+            results.append((batch, optimizer.grads))
+        (every, every_grads), (skipped, skipped_grads) = results
+        assert sum(len(mb.samples) for mb in skipped.micro_batches()) == sum(advantages[i] != 0 for i in chosen)
+        assert (skipped.minis[0].n_seqs, skipped.minis[0].n_tokens) == (every.minis[0].n_seqs, every.minis[0].n_tokens)
+        for a, b in zip(skipped_grads, every_grads):
+            assert torch.allclose(a, b, atol=1e-7, rtol=1e-5)
+    assert all(g.abs().sum() == 0 for g in skipped_grads)  # the all-zero mini-batch: one idle micro-batch, zero grads
+
+
 def _deal(rank, world, port, lengths, out):
     import os
     import torch.distributed as dist
