@@ -4,7 +4,7 @@
     .venv/bin/python bench/grpo_step.py --warmup 1 --steps 2 --parts rollout     # a quick look at one part
     .venv/bin/python bench/grpo_step.py --parts native,trl --runs 5               # the step against TRL only
     .venv/bin/python bench/grpo_step.py --preset 0.6B --parts native,trl --prompts 2 --group-size 4 \
-        --max-new-tokens 64 --runs 1 --warmup 0 --steps 1       # the real vocabulary (151,936): minutes a step here
+        --max-new-tokens 64 --runs 1 --warmup 0 --steps 1 --train-zero-advantage   # vocab 151,936: minutes a step
 
 Everything is measured in one run on the same model, prompts (the toy RL split of --domains), group, lengths and
 sampling (temperature 1, no top-k/top-p, stop at <|im_end|>), and written as a Markdown table with the ratios.
@@ -15,7 +15,9 @@ steps; --repeats interleaved calls of each rollout engine. A ratio is taken with
 run beside it), then summarised the same way.
 - native, vllm: `train_grpo.py` in a subprocess, as a user runs it, for --warmup + --steps steps; the measured
   steps' `time/*` columns of its metrics.jsonl are the split (generate, reward, logprob, train, sync), and they tile
-  train_step, so their sum is the step. With the native engine, and with vLLM when it imports.
+  train_step, so their sum is the step. With the native engine, and with vLLM when it imports. "samples computed" is
+  the share of the step's samples its update ran forward and backward (train/computed_fraction: those of advantage
+  0 are skipped where their gradient is exactly 0; --train-zero-advantage computes them all, as TRL does).
 - TRL: `GRPOTrainer` on the same checkpoint, configured to the same maths (GRPO loss aggregated per sequence, clip
   0.2/0.28, beta 0 so no reference model, one optimizer step per batch of 64 completions, AdamW lr 2e-5, betas
   0.9/0.98, weight decay 0.1, constant lr, CPU, fp32, no gradient checkpointing). Its reward function scores with the
@@ -86,6 +88,10 @@ parser.add_argument("--parts", default=",".join(PARTS), help="comma-separated, f
 parser.add_argument("--trl-python", default="/tmp/trl-venv/bin/python", help="python of the venv holding TRL")
 parser.add_argument("--out", default=str(ROOT / "bench/results/grpo_step.md"))
 parser.add_argument("--seed", type=int, default=0)
+parser.add_argument("--train-zero-advantage", action="store_true",
+                    help="train_grpo.py's flag: forward and backward every sample, as TRL does, not only those of "
+                         "advantage != 0 (the same update); a random --preset model scores 0 everywhere, where "
+                         "skipping would leave its update nothing to compute")
 parser.add_argument("--trl-worker", metavar="JSON", help=argparse.SUPPRESS)  # internal: run TRL here, write JSON
 
 
@@ -160,6 +166,8 @@ def m2rl_steps(args, engine: str, out: Path) -> dict:
            str(args.max_new_tokens), "--lr", str(args.lr), "--seed", str(args.seed), "--out", str(out)]
     if args.preset:  # train_grpo defaults to the toy prompts for the embedded tiny model only: name them
         cmd += ["--data", *(str(ROOT / f"data/toy/rl/{d}.jsonl") for d in args.domains.split(","))]
+    if args.train_zero_advantage:
+        cmd.append("--train-zero-advantage")
     rss = run_logged(cmd, out.with_suffix(".log"), f"m2rl ({engine} engine)")
     metrics = [row for _, row in read_jsonl(out / "metrics.jsonl")][args.warmup:]
     shutil.rmtree(out)  # its checkpoint, ~10 GB at the 0.6B shape: --runs of them would fill the disk
@@ -168,6 +176,7 @@ def m2rl_steps(args, engine: str, out: Path) -> dict:
         split = {k: m[f"time/{k}_s"] for k in ("generate", "reward", "logprob", "train", "sync")}
         rows.append({"step": sum(split.values()), "generate": split["generate"], "reward": split["reward"],
                      "train": split["train"], "other": split["logprob"] + split["sync"],
+                     "computed": m["train/computed_fraction"],
                      "response_len": m["rollout/all/response_len"], "reward_mean": m["reward/all/mean"]})
     return summary(f"m2rl train_grpo.py, {engine} engine", "logprob + weight sync", rows, rss, args)
 
@@ -272,7 +281,8 @@ def trl_worker(args):
         prepare = seconds_in("_prepare_inputs", i)  # generate + reward + tokenising, decoding, advantages
         rows.append({"step": step, "generate": generate, "reward": reward,
                      "train": step - prepare,  # the loss forward, backward, optimizer step, logging
-                     "other": prepare - generate - reward, "response_len": clock.logs[i]["completions/mean_length"],
+                     "other": prepare - generate - reward, "computed": 1.0,  # TRL trains on every sample
+                     "response_len": clock.logs[i]["completions/mean_length"],
                      "reward_mean": clock.logs[i]["reward"]})
     name = f"TRL {trl.__version__} GRPOTrainer (transformers {transformers.__version__} generate)"
     Path(args.trl_worker).write_text(json.dumps({"name": name, "rows": rows}))
@@ -371,16 +381,18 @@ def report(args, runs: list[list[dict]], rollout_rows, skipped, load_before) -> 
         trl = next((r for r in runs if r[0]["name"].startswith("TRL")), None)
         lines += [f"## One GRPO step: {args.runs} interleaved runs of each trainer, each the mean of {args.steps} "
                   f"steps after {args.warmup} warm-up", "",
-                  "| trainer | step s | generate s | reward s | train s | other s (what) | response tokens | "
-                  "rollout tok/s | mean reward | step / TRL's (per run) | peak RSS GiB | peak RSS / TRL's (per run) |",
-                  "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+                  "| trainer | step s | generate s | reward s | train s | other s (what) | samples computed | "
+                  "response tokens | rollout tok/s | mean reward | step / TRL's (per run) | peak RSS GiB | "
+                  "peak RSS / TRL's (per run) |",
+                  "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
         for r in runs:
             column = {key: [run[key] for run in r] for key in r[0] if key not in ("name", "other_is")}
             ratio = spread([a["step"] / b["step"] for a, b in zip(r, trl)]) + "x" if trl else "-"
             rss_ratio = spread([a["peak_rss_gib"] / b["peak_rss_gib"] for a, b in zip(r, trl)]) + "x" if trl else "-"
             lines.append(f"| {r[0]['name']} | {spread(column['step'])} | {spread(column['generate'])} | "
                          f"{spread(column['reward'])} | {spread(column['train'])} | {spread(column['other'])} "
-                         f"({r[0]['other_is']}) | {spread(column['response_len'], '.1f')} | "
+                         f"({r[0]['other_is']}) | {spread(column['computed'])} | "
+                         f"{spread(column['response_len'], '.1f')} | "
                          f"{spread(column['rollout_tps'], ',.0f')} | {spread(column['reward_mean'], '.3f')} | "
                          f"{ratio} | {spread(column['peak_rss_gib'])} | {rss_ratio} |")
         lines.append("")

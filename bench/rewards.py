@@ -3,8 +3,10 @@
 Code is measured three ways: 1 test per program, 20 tests per program (the most a problem runs), and wrong
 answers (stopped at the first failing test, the common case early in RL). The peer is the plain way to sandbox
 a program: a fresh `python -I` per test (subprocess.run, stdin in, stdout compared) with no isolation at all;
-the ratio is what the warm fork per test buys, namespaces included. Last, each attack of the sandbox test
-suite with its wall time against its bound - the tests check verdicts, timings live here.
+the ratio is what the warm fork per test buys, namespaces included. Then the time a program takes, one after
+another on one warm runner as a scoring worker runs them: 20 tests, and a toy RL problem (4 call-based tests). Last,
+each attack of the sandbox test suite with its wall time against its bound - the tests check verdicts, timings live
+here.
 
     python bench/rewards.py [--workers N] [--programs 32] [--out runs/bench-rewards]
 """
@@ -32,6 +34,8 @@ parser.add_argument("--out", default="runs/bench-rewards", help="directory for r
 
 ADD = "```python\na, b = map(int, input().split())\nprint(a + b)\n```"
 ADD_WRONG = ADD.replace("a + b", "a + b + 1")
+TOY = "```python\ndef f(x):\n    return x * 10\n```"  # a toy code problem: 4 call-based tests (data/toy/rl)
+TOY_TESTS = {"tests": {"inputs": ["22", "21", "33", "47"], "outputs": ["220", "210", "330", "470"], "fn_name": "f"}}
 ATTACKS = {  # name -> (program, bound in seconds: the time limit of 1 s plus the sandbox's start and stop)
     "fork bomb": ("import os\nwhile True:\n    try:\n        os.fork()\n    except OSError:\n        pass", 3.0),
     "infinite loop": ("while True:\n    pass", 3.0),
@@ -101,11 +105,14 @@ def main():
         results["pool"] = {name: throughput(pool, *workload) for name, workload in workloads.items()}
 
     twenty = add_tests(20)
-    ours = seconds_per_program(lambda: code.verify(ADD, twenty)[0], max(n // 4, 4))
+    with code.keep_warm():  # as a scoring worker runs them: one warm runner, one program after another
+        ours = seconds_per_program(lambda: code.verify(ADD, twenty)[0], max(n // 4, 4))
+        toy = seconds_per_program(lambda: code.verify(TOY, TOY_TESTS)[0], 2 * n)
     naive = seconds_per_program(lambda: naive_program(ADD, twenty), max(n // 4, 4))
     results["per_program_20_tests_one_process"] = {
         "sandbox_s": round(ours, 4), "naive_subprocess_per_test_s": round(naive, 4),
         "naive_over_sandbox": round(naive / ours, 2)}
+    results["per_program_toy_one_process"] = {"sandbox_s": round(toy, 4)}  # the toy RL split's shape
 
     code.LIMITS["time_s"] = 1.0
     os.environ["M2RL_BENCH_SECRET"] = "hunter2"
