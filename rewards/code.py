@@ -473,6 +473,21 @@ def empty_cgroups(directories: list[str]) -> None:
             time.sleep(0.001)
 
 
+def reap_children(wait: bool) -> None:
+    """The runner, between two jobs: reap every child that has exited - it is the subreaper of its jobs' processes,
+    and a zombie keeps its pid counted in pids.max until reaped - and with `wait`, those still exiting too."""
+    deadline = time.monotonic() + 5
+    while True:
+        try:
+            pid, _ = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:  # none left
+            return
+        if pid == 0:  # some still running: with `wait`, every one was killed and is on its way out
+            if not wait or time.monotonic() > deadline:
+                return
+            time.sleep(0.001)
+
+
 def kill_all_but(directory: str, spared: int | None) -> bool:
     """SIGKILL every process of a cgroup but `spared`; whether there were any."""
     pids = [pid for pid in map(int, read_text(f"{directory}/cgroup.procs").split()) if pid != spared]
@@ -507,7 +522,7 @@ libc = ctypes.CDLL(None, use_errno=True)
 CLONE_NEWNS, CLONE_NEWUSER, CLONE_NEWPID, CLONE_NEWNET = 0x20000, 0x10000000, 0x20000000, 0x40000000
 MS_RDONLY, MS_NOSUID, MS_NODEV, MS_NOEXEC, MS_REMOUNT = 1, 2, 4, 8, 32
 MS_NOATIME, MS_NODIRATIME, MS_BIND, MS_REC, MS_PRIVATE, MS_RELATIME = 1024, 2048, 4096, 16384, 1 << 18, 1 << 21
-PR_SET_PDEATHSIG, PR_CAPBSET_DROP, PR_SET_NO_NEW_PRIVS = 1, 24, 38
+PR_SET_PDEATHSIG, PR_CAPBSET_DROP, PR_SET_CHILD_SUBREAPER, PR_SET_NO_NEW_PRIVS = 1, 24, 36, 38
 # As root, a sandbox's program runs as SANDBOX_UID + the job process's pid: a uid no file and no other live
 # sandbox has (pids are unique while the job process lives, and everything in the sandbox dies with it), so
 # RLIMIT_NPROC counts this sandbox only. The base sits above the subordinate ranges container tools hand out.
@@ -526,6 +541,9 @@ def runner_main() -> None:
     b"k" kills the last one's processes, which by then have finished or are being abandoned; end of input ends the
     runner."""
     die_with_parent(int(sys.argv[1]))
+    # Orphans come back to us, not to the machine's init: a job's namespace pid 1 outlives the job process for a moment,
+    # and its zombie would hold a pid of the cgroup's bound until someone reaped it (this machine's init never did).
+    check(libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0), "PR_SET_CHILD_SUBREAPER")
     cgroups = sys.argv[2:]
     control = socket.socket(fileno=0)
     prelude = {}
@@ -542,6 +560,7 @@ def runner_main() -> None:
             os.kill(job, signal.SIGKILL)  # in case it was killed before it made its own process group
             os.waitpid(job, 0)
             empty_cgroups(cgroups)
+            reap_children(wait=bool(cgroups))
             job = None
         if message == b"j":
             job = os.fork()

@@ -334,6 +334,16 @@ print("not 3")"""
 
 
 @pytest.mark.parametrize("short_limits", ["cold"], indirect=True)  # the test keeps its own runner warm
+def test_a_warm_runner_scores_more_programs_than_its_process_bound(monkeypatch):
+    # Reference: the verdict of each program alone. A program's processes must be gone - killed and reaped - before
+    # the next one is born in the runner's cgroup: one zombie left per program (its namespace's pid 1, orphaned to an
+    # init that never reaped it) used up pids.max after a few programs, and every later one failed to fork.
+    monkeypatch.setitem(code.LIMITS, "processes", 6)
+    with code.keep_warm():
+        assert [code.verify(fence("print(3)"), ONE_TEST)[0] for _ in range(20)] == [1.0] * 20
+
+
+@pytest.mark.parametrize("short_limits", ["cold"], indirect=True)  # the test keeps its own runner warm
 def test_a_warm_runner_killed_from_outside_is_replaced():
     with code.keep_warm():
         killed = code.local.runner.process
