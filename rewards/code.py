@@ -337,8 +337,8 @@ local = Local()
 
 
 def warm_runner(limits: dict) -> Runner | None:
-    """This thread's warm runner, restarted if it died or its cgroups bound other limits (a caller's own: the paper
-    protocol's time, a test's); None outside keep_warm()."""
+    """This thread's warm runner, restarted if it died or was started for other limits than the caller's (the paper
+    protocol's, a test's: its cgroups were made with them); None outside keep_warm()."""
     runner = local.runner
     if runner is not None and (runner.process.poll() is not None or runner.limits != limits):
         runner.close()
